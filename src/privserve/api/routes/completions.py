@@ -1,0 +1,22 @@
+"""`POST /v1/completions`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from privserve.api.deps import Completions
+from privserve.api.disconnect import unless_disconnected
+from privserve.api.json_route import JsonBodyRoute
+from privserve.api.schemas.completions import Completion, CompletionRequest
+from privserve.api.sse import sse_response
+
+router = APIRouter(route_class=JsonBodyRoute)
+
+
+@router.post("/completions", response_model=None)
+async def create_completion(
+    body: CompletionRequest, service: Completions, request: Request
+) -> Completion | Response:
+    if body.stream:
+        return sse_response(await service.stream(body))
+    return await unless_disconnected(request, service.create(body))

@@ -1,0 +1,20 @@
+"""`GET /health`: liveness without a key."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from privserve.api.deps import Catalog
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(catalog: Catalog) -> dict[str, object]:
+    """Liveness plus each engine's counters (queue depth, running, tokens generated)."""
+    return {
+        "status": "ok",
+        "models": {m: asdict(catalog.text_engine(m).stats()) for m in catalog.model_ids()},
+    }

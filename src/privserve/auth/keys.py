@@ -1,0 +1,101 @@
+"""API keys: made with high entropy, stored as SHA-256, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from privserve.config import Settings
+from privserve.storage.db import create_engine, create_sessionmaker, migrate
+from privserve.storage.repos import ApiKeyRepo
+from privserve.storage.tables import ApiKeyRow
+
+KEY_PREFIX = "sk-ps-"
+ENV_KEY_NAME = "PRIVSERVE_API_KEY"
+PREFIX_LENGTH = 12  # what lists show and lookups narrow by; far too short to guess a key from
+
+
+def make_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    # Keys are random with 256 bits of entropy, so a fast hash cannot be brute-forced;
+    # a key set by hand through PRIVSERVE_API_KEY is the operator's own choice.
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def key_prefix(key: str) -> str:
+    return key[:PREFIX_LENGTH]
+
+
+def parse_bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() != "bearer" or not credentials:
+        return None
+    return credentials
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    row: ApiKeyRow
+    plaintext: str  # shown once, never stored
+
+
+class KeyStore:
+    def __init__(self, repo: ApiKeyRepo) -> None:
+        self._repo = repo
+
+    async def create(self, name: str) -> IssuedKey:
+        plaintext = make_key()
+        row = await self._repo.add(
+            name=name, prefix=key_prefix(plaintext), key_hash=hash_key(plaintext)
+        )
+        return IssuedKey(row, plaintext)
+
+    async def ensure(self, plaintext: str, name: str) -> bool:
+        """Adds a key chosen by the operator unless it is already stored; True if added."""
+        digest = hash_key(plaintext)
+        if await self._repo.with_hash(digest) is not None:
+            return False
+        await self._repo.add(name=name, prefix=key_prefix(plaintext), key_hash=digest)
+        return True
+
+    async def verify(self, presented: str) -> ApiKeyRow | None:
+        digest = hash_key(presented)
+        found = None
+        for row in await self._repo.active_with_prefix(key_prefix(presented)):
+            # Check every candidate so timing does not depend on which one matched.
+            if hmac.compare_digest(row.key_hash, digest):
+                found = row
+        return found
+
+    async def list(self) -> Sequence[ApiKeyRow]:
+        return await self._repo.all()
+
+    async def count_active(self) -> int:
+        return await self._repo.count_active()
+
+    async def revoke(self, ident: str) -> list[ApiKeyRow]:
+        return await self._repo.revoke(ident)
+
+
+async def open_key_store(settings: Settings) -> tuple[KeyStore, AsyncEngine]:
+    """Migrates the database and returns the key store with its engine, for disposal.
+
+    The key from PRIVSERVE_API_KEY, if any, is added here (the old script's Docker pattern).
+    """
+    db = create_engine(settings.database_url)
+    await migrate(db)
+    store = KeyStore(ApiKeyRepo(create_sessionmaker(db)))
+    if settings.api_key is not None:
+        await store.ensure(settings.api_key.get_secret_value(), ENV_KEY_NAME)
+    return store, db

@@ -1,0 +1,29 @@
+"""The `privserve` command."""
+
+from __future__ import annotations
+
+import typer
+
+from privserve import __version__
+from privserve.cli import keys, models
+from privserve.cli.output import make_console
+from privserve.cli.serve import serve
+
+app = typer.Typer(
+    help="Private models behind an OpenAI-compatible API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve)
+app.add_typer(keys.app, name="keys")
+models.register(app)
+
+
+@app.command("version")
+def version() -> None:
+    """Print privserve's version."""
+    make_console().print(f"privserve {__version__}", markup=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,105 @@
+"""`privserve serve`: prepare keys and model files, then run the API under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from privserve.api.app import create_app
+from privserve.auth.keys import ENV_KEY_NAME, IssuedKey, KeyStore
+from privserve.cli.keys import with_key_store
+from privserve.cli.options import ConfigOption, HomeOption, settings_from
+from privserve.cli.output import make_console
+from privserve.config import Settings
+from privserve.models.registry import resolve_chat_model
+
+
+async def _first_key(store: KeyStore) -> IssuedKey | None:
+    """There is no default secret: with no key at all, make one to show once."""
+    if await store.count_active() > 0:
+        return None
+    return await store.create("default")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    # Bound here, not by uvicorn, so the banner shows the real port even for --port 0.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface [default 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default 6006; 0: any free].")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Bundled model name or .gguf path [default gemma3-270m].")
+    ] = None,
+    model_id: Annotated[str | None, typer.Option(help="Id clients send as `model`.")] = None,
+    chat_template: Annotated[
+        str | None, typer.Option(help="Known chat format name or Jinja file.")
+    ] = None,
+    ctx_size: Annotated[int | None, typer.Option(help="Context length in tokens.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for the model.")] = None,
+    config: ConfigOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Serve the chat model over the OpenAI API."""
+    settings = settings_from(
+        config,
+        home=home,
+        model=model,
+        model_id=model_id,
+        chat_template=chat_template,
+        server__host=host,
+        server__port=port,
+        llama__n_ctx=ctx_size,
+        llama__n_threads=threads,
+    )
+    run_server(settings)
+
+
+def run_server(settings: Settings) -> None:
+    console = make_console()
+    logging.basicConfig(
+        level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    issued = with_key_store(settings, _first_key)
+    with console.status("Preparing the model file…"):
+        spec = resolve_chat_model(settings)
+    sock = _bind(settings.server.host, settings.server.port)
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    base_url = f"http://{shown_host}:{port}/v1"
+    console.print(f"privserve on [bold]{base_url}[/]")
+    console.print(f"Base URL: {base_url}", markup=False)
+    console.print(f"Models: {spec.model_id}", markup=False)
+    if issued is not None:
+        console.print(f"API key: {issued.plaintext}", markup=False)
+        console.print("  (shown once; only its hash is stored. More: privserve keys create)")
+    elif settings.api_key is not None:
+        console.print(f"API key: the one in {ENV_KEY_NAME}", markup=False)
+    else:
+        console.print("API key: use one you created (privserve keys list / keys create)")
+    console.print(
+        f"Try: curl {base_url}/chat/completions -H 'Authorization: Bearer <key>' "
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"model": "{spec.model_id}", "messages": [{{"role": "user", '
+        '"content": "Hello"}]}\'',
+        markup=False,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            log_level=settings.server.log_level,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    asyncio.run(server.serve(sockets=[sock]))

@@ -1,0 +1,107 @@
+"""Settings from flags, `PRIVSERVE_*` environment variables, `.env` and an optional TOML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_PORT = 6006  # the port FastGPT users know from the old openai_api.py script
+
+
+class ServerConfig(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface to listen on; 0.0.0.0 in containers.")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    max_queued_requests: int = Field(
+        64, ge=1, description="Requests that may wait per model before new ones get 429."
+    )
+    log_level: str = Field("info", description="uvicorn and privserve log level.")
+
+
+class LlamaConfig(BaseModel):
+    n_ctx: int = Field(4096, ge=256, description="Context window in tokens, prompt plus answer.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores.")
+    n_batch: int = Field(512, ge=16, description="Prompt tokens evaluated per decode call.")
+    n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
+
+
+class DatabaseConfig(BaseModel):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL; default: SQLite file privserve.db in PRIVSERVE_HOME.",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PRIVSERVE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".privserve",
+        description="Holds the key and usage database and local model files.",
+    )
+    model: str = Field(
+        "gemma3-270m",
+        description="Chat model to serve: a bundled model name or a path to a .gguf file.",
+    )
+    model_id: str | None = Field(
+        None, description="Id clients use for the model; default: the bundled name or file stem."
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Known chat format name or a Jinja file; default: the GGUF's own template, "
+        "else the known format of its architecture.",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="An extra API key accepted from start-up (Docker pattern)."
+    )
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    llama: LlamaConfig = Field(default_factory=LlamaConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat the environment, which beats the config file, which beats defaults.
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+            file_secret_settings,
+        )
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.home / 'privserve.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Build Settings once; `overrides` are command-line flags, nested as dicts."""
+    if config_file is None:
+        return Settings(**overrides)  # type: ignore[arg-type]
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+
+    return FileSettings(**overrides)  # type: ignore[arg-type]

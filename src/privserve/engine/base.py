@@ -1,0 +1,102 @@
+"""What services see of an engine: plain dataclasses in, token events out, no HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model file to load and the id clients address it by."""
+
+    model_id: str
+    path: Path
+    chat_template: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptMessage:
+    """One chat turn, already flattened to text; roles: system, user, assistant, tool."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt_tokens: Sequence[int]
+    sampling: SamplingParams
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """Text decoded since the last event; `finish_reason` is set on the last one only."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    queued_requests: int
+    running_requests: int
+    completed_requests: int
+    generated_tokens: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class TokenStream(Protocol):
+    """Text of one request as decoded; `aclose` (or `cancel`) frees its work in the engine."""
+
+    def __aiter__(self) -> AsyncIterator[TokenEvent]: ...
+
+    async def __anext__(self) -> TokenEvent: ...
+
+    def cancel(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class TextEngine(Protocol):
+    """A loaded text-generation model that serves many requests."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def context_length(self) -> int: ...
+
+    def render_chat(self, messages: Sequence[PromptMessage]) -> str:
+        """The model's own chat format, ending with the assistant's turn opened."""
+        ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
+        """Token ids fed to the model; `is_chat` text carries its own special tokens."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> TokenStream:
+        """Queues the request (raising Overloaded when full); iterate to get its text."""
+        ...
+
+    def stats(self) -> EngineStats: ...

@@ -1,0 +1,153 @@
+"""Chat formats: the Jinja template stored in a GGUF, or a known one picked by architecture.
+
+A wrong format makes a model answer with nothing, so there is no silent fallback: a model
+with neither its own template nor a known architecture fails to load with a clear message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from privserve.engine.base import PromptMessage
+from privserve.errors import InvalidRequest, ModelLoadError
+
+# Gemma's turn format has no system role; system text is folded into the first user turn.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "<start_of_turn>{{ 'model' if message.role == 'assistant' else 'user' }}\n"
+    "{{ message.content | trim }}<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class KnownFormat:
+    template: str
+    has_system_role: bool
+
+
+KNOWN_FORMATS: dict[str, KnownFormat] = {
+    "gemma": KnownFormat(GEMMA_TEMPLATE, has_system_role=False),
+}
+
+# `general.architecture` in GGUF metadata -> known format name.
+FORMAT_BY_ARCHITECTURE: dict[str, str] = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+}
+
+
+class ChatFormat:
+    """Renders messages into the prompt text a model was trained on."""
+
+    def __init__(
+        self,
+        name: str,
+        template: str,
+        *,
+        has_system_role: bool,
+        bos_token: str,
+        eos_token: str,
+    ) -> None:
+        self.name = name
+        self.has_system_role = has_system_role
+        self.bos_token = bos_token
+        self._eos_token = eos_token
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = _raise_template_error
+        self._template = env.from_string(template)
+
+    def render(self, messages: Sequence[PromptMessage]) -> str:
+        turns = list(messages) if self.has_system_role else fold_system_messages(messages)
+        return self._template.render(
+            messages=[{"role": m.role, "content": m.content} for m in turns],
+            add_generation_prompt=True,
+            bos_token=self.bos_token,
+            eos_token=self._eos_token,
+        )
+
+
+def fold_system_messages(messages: Sequence[PromptMessage]) -> list[PromptMessage]:
+    """For formats without a system role: system text joins the next user turn, never dropped.
+
+    Tool results become user turns, since such formats have no tool role either.
+    """
+    folded: list[PromptMessage] = []
+    pending_system: list[str] = []
+    for message in messages:
+        if message.role == "system":
+            pending_system.append(message.content)
+            continue
+        role = "user" if message.role == "tool" else message.role
+        content = message.content
+        if pending_system and role == "user":
+            content = "\n\n".join([*pending_system, content])
+            pending_system = []
+        elif pending_system:
+            folded.append(PromptMessage("user", "\n\n".join(pending_system)))
+            pending_system = []
+        folded.append(PromptMessage(role, content))
+    if pending_system:
+        folded.append(PromptMessage("user", "\n\n".join(pending_system)))
+    return folded
+
+
+def select_chat_format(
+    metadata: Mapping[str, str],
+    *,
+    override: str | None,
+    bos_token: str,
+    eos_token: str,
+) -> ChatFormat:
+    """Override (known name or Jinja file) > the GGUF's own template > architecture table."""
+
+    def known(name: str) -> ChatFormat:
+        fmt = KNOWN_FORMATS[name]
+        return ChatFormat(
+            name,
+            fmt.template,
+            has_system_role=fmt.has_system_role,
+            bos_token=bos_token,
+            eos_token=eos_token,
+        )
+
+    if override:
+        if override in KNOWN_FORMATS:
+            return known(override)
+        path = Path(override)
+        if not path.is_file():
+            raise ModelLoadError(
+                f"chat template {override!r} is neither a known format "
+                f"({', '.join(sorted(KNOWN_FORMATS))}) nor a readable Jinja file"
+            )
+        return ChatFormat(
+            path.name,
+            path.read_text(encoding="utf-8"),
+            has_system_role=True,
+            bos_token=bos_token,
+            eos_token=eos_token,
+        )
+    embedded = metadata.get("tokenizer.chat_template")
+    if embedded:
+        return ChatFormat(
+            "gguf", embedded, has_system_role=True, bos_token=bos_token, eos_token=eos_token
+        )
+    architecture = metadata.get("general.architecture", "")
+    if architecture in FORMAT_BY_ARCHITECTURE:
+        return known(FORMAT_BY_ARCHITECTURE[architecture])
+    raise ModelLoadError(
+        f"the model (architecture {architecture!r}) stores no chat template and privserve "
+        f"knows none for its architecture; pass --chat-template with one of "
+        f"{', '.join(sorted(KNOWN_FORMATS))} or a Jinja file"
+    )
+
+
+def _raise_template_error(message: str) -> None:
+    raise InvalidRequest(f"the model's chat template rejected the messages: {message}")

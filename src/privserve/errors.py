@@ -1,0 +1,91 @@
+"""The one exception hierarchy; each class carries the fields of an OpenAI error body.
+
+    PrivserveError                  500 server_error
+    ├── InvalidRequest              400 invalid_request_error
+    │   ├── ContextLengthExceeded   400 code=context_length_exceeded
+    │   ├── UnsupportedInput        400 code=unsupported_input
+    │   ├── ModelNotFound           404 code=model_not_found
+    │   ├── NotFound                404 code=not_found
+    │   ├── MethodNotAllowed        405 code=method_not_allowed
+    │   └── InvalidApiKey           401 code=invalid_api_key
+    ├── Overloaded                  429 code=server_busy (sent with Retry-After)
+    └── EngineError                 500 code=engine_error
+
+Nothing here imports FastAPI: engines and services raise these, `api.errors` maps them.
+"""
+
+from __future__ import annotations
+
+
+class PrivserveError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def to_body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(PrivserveError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class UnsupportedInput(InvalidRequest):
+    code = "unsupported_input"
+
+
+class ModelNotFound(InvalidRequest):
+    status = 404
+    code = "model_not_found"
+
+
+class NotFound(InvalidRequest):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+    code = "method_not_allowed"
+
+
+class InvalidApiKey(InvalidRequest):
+    status = 401
+    code = "invalid_api_key"
+
+
+class Overloaded(PrivserveError):
+    status = 429
+    type = "rate_limit_error"
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class EngineError(PrivserveError):
+    code = "engine_error"
+
+
+class ModelLoadError(PrivserveError):
+    """A model file or its chat format cannot be used; raised at start-up, not per request."""
+
+    code = "model_load_error"

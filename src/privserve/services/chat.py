@@ -1,0 +1,153 @@
+"""Chat completions: wire messages -> the model's chat format -> engine -> wire response."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+
+from privserve.api.schemas.chat import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    ChatMessage,
+    ChunkChoice,
+)
+from privserve.api.schemas.common import Usage
+from privserve.engine.base import PromptMessage, TextEngine, TokenStream
+from privserve.errors import InvalidRequest, UnsupportedInput
+from privserve.services.catalog import ModelCatalog
+from privserve.services.generation import (
+    choice_requests,
+    collect_all,
+    completion_budget,
+    merge,
+    new_id,
+    submit_all,
+)
+
+ROLE_ALIASES = {"developer": "system", "function": "tool"}
+
+
+def to_prompt_messages(messages: Sequence[ChatMessage]) -> list[PromptMessage]:
+    """Flattens OpenAI message shapes (strings, text parts, tool calls) into plain turns."""
+    turns = []
+    for i, message in enumerate(messages):
+        if isinstance(message.content, list):
+            texts = []
+            for j, part in enumerate(message.content):
+                if part.type != "text":
+                    raise UnsupportedInput(
+                        f"this model reads text only; content part type {part.type!r} "
+                        "is not supported",
+                        param=f"messages[{i}].content[{j}].type",
+                    )
+                if part.text is None:
+                    raise InvalidRequest(
+                        "a text content part needs 'text'", param=f"messages[{i}].content[{j}].text"
+                    )
+                texts.append(part.text)
+            content = "\n".join(texts)
+        else:
+            content = message.content or ""
+        if message.tool_calls:
+            calls = "\n".join(json.dumps(call.get("function", call)) for call in message.tool_calls)
+            content = f"{content}\n{calls}" if content else calls
+        turns.append(PromptMessage(ROLE_ALIASES.get(message.role, message.role), content))
+    return turns
+
+
+class ChatService:
+    def __init__(self, catalog: ModelCatalog) -> None:
+        self._catalog = catalog
+
+    async def create(self, request: ChatCompletionRequest) -> ChatCompletion:
+        engine, prompt, streams = await self._submit(request)
+        results = await collect_all(streams)
+        completion_tokens = sum(r.completion_tokens for r in results)
+        return ChatCompletion(
+            id=new_id("chatcmpl-"),
+            created=int(time.time()),
+            model=engine.model_id,
+            choices=[
+                ChatChoice(
+                    index=i,
+                    message=ChatCompletionMessage(content=r.text),
+                    finish_reason=r.finish_reason,
+                )
+                for i, r in enumerate(results)
+            ],
+            usage=Usage(
+                prompt_tokens=len(prompt),
+                completion_tokens=completion_tokens,
+                total_tokens=len(prompt) + completion_tokens,
+            ),
+        )
+
+    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """Validates and queues now (errors raise before any byte is sent), then streams."""
+        engine, prompt, streams = await self._submit(request)
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        return self._chunks(engine.model_id, len(prompt), streams, include_usage)
+
+    async def _chunks(
+        self, model_id: str, prompt_tokens: int, streams: list[TokenStream], include_usage: bool
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        chunk_id, created = new_id("chatcmpl-"), int(time.time())
+        usage_field = {"usage": None} if include_usage else {}
+
+        def chunk(choices: list[ChunkChoice]) -> ChatCompletionChunk:
+            return ChatCompletionChunk(
+                id=chunk_id, created=created, model=model_id, choices=choices, **usage_field
+            )
+
+        yield chunk(
+            [
+                ChunkChoice(index=i, delta={"role": "assistant", "content": ""})
+                for i in range(len(streams))
+            ]
+        )
+        completion_tokens = 0
+        async for index, event in merge(streams):
+            if event.text:
+                yield chunk([ChunkChoice(index=index, delta={"content": event.text})])
+            if event.finish_reason is not None:
+                completion_tokens += event.completion_tokens
+                yield chunk([ChunkChoice(index=index, delta={}, finish_reason=event.finish_reason)])
+        if include_usage:
+            yield ChatCompletionChunk(
+                id=chunk_id,
+                created=created,
+                model=model_id,
+                choices=[],
+                usage=Usage(
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    total_tokens=prompt_tokens + completion_tokens,
+                ),
+            )
+
+    async def _submit(
+        self, request: ChatCompletionRequest
+    ) -> tuple[TextEngine, list[int], list[TokenStream]]:
+        if request.logprobs:
+            raise InvalidRequest("logprobs are not supported yet", param="logprobs")
+        engine = self._catalog.text_engine(request.model)
+        text = engine.render_chat(to_prompt_messages(request.messages))
+        # Long prompts take milliseconds to tokenize: keep that off the event loop.
+        prompt = await anyio.to_thread.run_sync(
+            functools.partial(engine.tokenize, text, is_chat=True)
+        )
+        max_tokens = completion_budget(
+            engine,
+            len(prompt),
+            request.max_completion_tokens or request.max_tokens,
+            prompt_param="messages",
+        )
+        streams = submit_all(engine, choice_requests(request, prompt, max_tokens, new_id("")))
+        return engine, prompt, streams

@@ -1,0 +1,140 @@
+"""What chat and text completions share: token budgets, choices, ids and stream merging."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from privserve.api.schemas.common import SamplingFields
+from privserve.engine.base import (
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    TextEngine,
+    TokenEvent,
+    TokenStream,
+)
+from privserve.errors import ContextLengthExceeded, InvalidRequest
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+def completion_budget(
+    engine: TextEngine, prompt_tokens: int, max_tokens: int | None, *, prompt_param: str
+) -> int:
+    """Tokens the answer may take; without `max_tokens`, the rest of the context."""
+    if prompt_tokens >= engine.context_length:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {engine.context_length} tokens, "
+            f"but the prompt has {prompt_tokens} tokens. Shorten the prompt.",
+            param=prompt_param,
+        )
+    if max_tokens is None:
+        return engine.context_length - prompt_tokens
+    if prompt_tokens + max_tokens > engine.context_length:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {engine.context_length} tokens. "
+            f"However, you requested {prompt_tokens + max_tokens} tokens "
+            f"({prompt_tokens} in the prompt, {max_tokens} for the completion). "
+            f"Reduce the prompt or max_tokens.",
+            param="max_tokens",
+        )
+    return max_tokens
+
+
+def choice_requests(
+    fields: SamplingFields, prompt: Sequence[int], max_tokens: int, request_id: str
+) -> list[GenerationRequest]:
+    """One engine request per choice; with a seed, choice i uses seed + i so choices differ."""
+    n = fields.n or 1
+    requests = []
+    for i in range(n):
+        sampling = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if fields.temperature is None else fields.temperature,
+            top_p=1.0 if fields.top_p is None else fields.top_p,
+            stop=fields.stop_sequences(),
+            seed=None if fields.seed is None else fields.seed + i,
+            presence_penalty=fields.presence_penalty or 0.0,
+            frequency_penalty=fields.frequency_penalty or 0.0,
+        )
+        requests.append(GenerationRequest(prompt, sampling, f"{request_id}/{i}"))
+    return requests
+
+
+def check_token_ids(engine: TextEngine, tokens: Sequence[int], param: str) -> None:
+    bad = next((t for t in tokens if not 0 <= t < engine.vocab_size), None)
+    if bad is not None:
+        raise InvalidRequest(
+            f"token id {bad} is outside the model's vocabulary (0..{engine.vocab_size - 1})",
+            param=param,
+        )
+
+
+def submit_all(engine: TextEngine, requests: Sequence[GenerationRequest]) -> list[TokenStream]:
+    """Queues every request or none: if one is refused, those already queued are cancelled."""
+    streams: list[TokenStream] = []
+    try:
+        for request in requests:
+            streams.append(engine.generate(request))
+    except BaseException:
+        for stream in streams:
+            stream.cancel()
+        raise
+    return streams
+
+
+@dataclass
+class ChoiceResult:
+    text: str
+    completion_tokens: int
+    finish_reason: FinishReason
+
+
+async def collect(stream: TokenStream) -> ChoiceResult:
+    parts: list[str] = []
+    async for event in stream:
+        parts.append(event.text)
+        if event.finish_reason is not None:
+            return ChoiceResult("".join(parts), event.completion_tokens, event.finish_reason)
+    raise RuntimeError("token stream ended without a finish reason")
+
+
+async def collect_all(streams: Sequence[TokenStream]) -> list[ChoiceResult]:
+    async with AsyncExitStack() as stack:
+        for stream in streams:
+            stack.push_async_callback(stream.aclose)
+        return list(await asyncio.gather(*(collect(s) for s in streams)))
+
+
+async def merge(streams: Sequence[TokenStream]) -> AsyncIterator[tuple[int, TokenEvent]]:
+    """Events of several streams as they come, tagged with the stream's index."""
+    queue: asyncio.Queue[tuple[int, TokenEvent] | BaseException] = asyncio.Queue()
+
+    async def pump(index: int, stream: TokenStream) -> None:
+        try:
+            async for event in stream:
+                await queue.put((index, event))
+        except BaseException as exc:  # handed to the consumer, who re-raises it
+            await queue.put(exc)
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        remaining = len(streams)
+        while remaining:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item[1].finish_reason is not None:
+                remaining -= 1
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        for stream in streams:
+            await stream.aclose()

@@ -1,0 +1,59 @@
+"""Queries, one repository per table; callers see rows, not SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from privserve.storage.tables import ApiKeyRow, utcnow
+
+
+class ApiKeyRepo:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def add(self, *, name: str, prefix: str, key_hash: str) -> ApiKeyRow:
+        async with self._sessions.begin() as session:
+            row = ApiKeyRow(name=name, prefix=prefix, key_hash=key_hash)
+            session.add(row)
+        return row
+
+    async def active_with_prefix(self, prefix: str) -> Sequence[ApiKeyRow]:
+        async with self._sessions() as session:
+            result = await session.scalars(
+                select(ApiKeyRow).where(ApiKeyRow.prefix == prefix, ApiKeyRow.revoked_at.is_(None))
+            )
+            return result.all()
+
+    async def with_hash(self, key_hash: str) -> ApiKeyRow | None:
+        async with self._sessions() as session:
+            row: ApiKeyRow | None = await session.scalar(
+                select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash)
+            )
+            return row
+
+    async def all(self) -> Sequence[ApiKeyRow]:
+        async with self._sessions() as session:
+            return (await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))).all()
+
+    async def count_active(self) -> int:
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))
+            )
+            return int(count or 0)
+
+    async def revoke(self, ident: str) -> list[ApiKeyRow]:
+        """Revokes the active keys whose id, name or prefix is `ident`; returns them."""
+        async with self._sessions.begin() as session:
+            query = select(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))
+            matches = [
+                row
+                for row in (await session.scalars(query)).all()
+                if ident in (str(row.id), row.name, row.prefix)
+            ]
+            for row in matches:
+                row.revoked_at = utcnow()
+        return matches
