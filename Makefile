@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-# Pinned so pip never swaps in a multi-GB CUDA build when a package asks for torch.
-TORCH_PIN := torch==2.13.0
 SERVE_ARGS ?=
 
 .PHONY: serve test install install-dev lint bench clean

@@ -1,0 +1,58 @@
+"""One real server for the session: the bundled model, a temp home, a random key."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import pytest_asyncio  # noqa: F401  (imported so a missing plugin fails loudly)
+
+from tests.integration.server import RunningServer, start_server
+
+MODEL_ID = "gemma3-270m"
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    return "sk-test-" + secrets.token_urlsafe(16)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iterator[RunningServer]:
+    home = tmp_path_factory.mktemp("home")
+    running = start_server(home, env={"PRIVSERVE_API_KEY": api_key})
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def model_path(server: RunningServer) -> Path:
+    """The bundled GGUF as `serve` assembled it into the session's PRIVSERVE_HOME."""
+    [path] = (server.home / "models").glob("*.gguf")
+    return path
+
+
+@pytest.fixture
+def client(server: RunningServer, api_key: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url, api_key=api_key, max_retries=0) as c:
+        yield c
+
+
+@pytest_asyncio.fixture
+async def async_client(server: RunningServer, api_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=server.base_url, api_key=api_key, max_retries=0, timeout=120
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def http(server: RunningServer, api_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=server.root_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=120
+    ) as c:
+        yield c
