@@ -73,6 +73,7 @@ def start_server(
         if time.monotonic() > deadline:
             raise TimeoutError("no banner from privserve:\n" + "".join(output))
     server = RunningServer(process, base_url, home, key, output)
+
     # Keep draining output so the child never blocks on a full pipe.
     def drain() -> None:
         assert process.stdout is not None

@@ -43,9 +43,7 @@ def test_prompt_tokens_are_the_gemma_prompt_with_the_system_message(
     system, user = "You answer in one word, Zanzibar-style.", "Name a colour."
     vocab = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
     # Gemma has no system role: the system text opens the first user turn.
-    expected = (
-        f"<bos><start_of_turn>user\n{system}\n\n{user}<end_of_turn>\n<start_of_turn>model\n"
-    )
+    expected = f"<bos><start_of_turn>user\n{system}\n\n{user}<end_of_turn>\n<start_of_turn>model\n"
     expected_tokens = len(vocab.tokenize(expected.encode(), add_bos=False, special=True))
     vocab.close()
     result = chat(
@@ -151,8 +149,7 @@ def test_top_p_near_zero_is_greedy_at_any_temperature(client: openai.OpenAI) -> 
     narrowed = chat(client, temperature=1.5, top_p=0.0001, seed=7).choices[0].message.content
     assert narrowed == greedy
     wide = {
-        chat(client, temperature=1.5, top_p=1.0, seed=s).choices[0].message.content
-        for s in (7, 8)
+        chat(client, temperature=1.5, top_p=1.0, seed=s).choices[0].message.content for s in (7, 8)
     }
     assert wide - {greedy}
 

@@ -11,7 +11,11 @@ pytestmark = pytest.mark.model
 
 
 def complete(client: openai.OpenAI, **kwargs: object) -> openai.types.Completion:
-    params: dict[str, object] = {"model": MODEL_ID, "prompt": "The lighthouse keeper", "max_tokens": 12}
+    params: dict[str, object] = {
+        "model": MODEL_ID,
+        "prompt": "The lighthouse keeper",
+        "max_tokens": 12,
+    }
     params.update(kwargs)
     return client.completions.create(**params)  # type: ignore[call-overload, no-any-return]
 

@@ -78,7 +78,7 @@ class KeyStore:
                 found = row
         return found
 
-    async def list(self) -> Sequence[ApiKeyRow]:
+    async def all(self) -> Sequence[ApiKeyRow]:
         return await self._repo.all()
 
     async def count_active(self) -> int:

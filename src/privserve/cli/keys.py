@@ -50,7 +50,7 @@ def create(
 def list_keys(config: ConfigOption = None, home: HomeOption = None) -> None:
     """List keys by id, name and prefix (keys themselves are never stored)."""
     settings = settings_from(config, home=home)
-    rows = with_key_store(settings, lambda store: store.list())
+    rows = with_key_store(settings, lambda store: store.all())
     table = Table("id", "name", "prefix", "created", "status")
     for row in rows:
         status = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"

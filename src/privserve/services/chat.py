@@ -6,6 +6,7 @@ import functools
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import anyio
 
@@ -99,7 +100,7 @@ class ChatService:
         self, model_id: str, prompt_tokens: int, streams: list[TokenStream], include_usage: bool
     ) -> AsyncIterator[ChatCompletionChunk]:
         chunk_id, created = new_id("chatcmpl-"), int(time.time())
-        usage_field = {"usage": None} if include_usage else {}
+        usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
 
         def chunk(choices: list[ChunkChoice]) -> ChatCompletionChunk:
             return ChatCompletionChunk(

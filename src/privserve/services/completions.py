@@ -6,12 +6,13 @@ import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import anyio
 
 from privserve.api.schemas.common import Usage
 from privserve.api.schemas.completions import Completion, CompletionChoice, CompletionRequest
-from privserve.engine.base import TextEngine, TokenStream
+from privserve.engine.base import FinishReason, TextEngine, TokenStream
 from privserve.errors import InvalidRequest
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
@@ -77,10 +78,13 @@ class CompletionService:
         include_usage: bool,
     ) -> AsyncIterator[Completion]:
         chunk_id, created, n = new_id("cmpl-"), int(time.time()), request.n or 1
+        usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
 
-        def chunk(index: int, text: str, finish: str | None) -> Completion:
-            choice = CompletionChoice(text=text, index=index, finish_reason=finish)  # type: ignore[arg-type]
-            return Completion(id=chunk_id, created=created, model=model_id, choices=[choice])
+        def chunk(index: int, text: str, finish: FinishReason | None) -> Completion:
+            choice = CompletionChoice(text=text, index=index, finish_reason=finish)
+            return Completion(
+                id=chunk_id, created=created, model=model_id, choices=[choice], **usage_field
+            )
 
         if request.echo:
             for index in range(len(streams)):
@@ -129,19 +133,18 @@ class CompletionService:
 
     async def _prompts(self, engine: TextEngine, request: CompletionRequest) -> list[_Prompt]:
         raw = request.prompt
-        if isinstance(raw, str):
-            raw = [raw]
-        if raw and isinstance(raw[0], int):
-            raw = [raw]  # type: ignore[list-item]
+        # One prompt given as a string or token ids, or a list of either.
+        if isinstance(raw, str) or all(isinstance(t, int) for t in raw):
+            raw = [raw]  # type: ignore[assignment]
+        items = cast(list[str | list[int]], raw)
         prompts = []
-        for i, item in enumerate(raw):
+        for i, item in enumerate(items):
             if isinstance(item, str):
                 tokens = await anyio.to_thread.run_sync(
                     functools.partial(engine.tokenize, item, is_chat=False)
                 )
                 prompts.append(_Prompt(item, tokens))
             else:
-                ids = list(item)  # type: ignore[arg-type]
-                check_token_ids(engine, ids, param=f"prompt[{i}]")
-                prompts.append(_Prompt(None, ids))
+                check_token_ids(engine, item, param=f"prompt[{i}]")
+                prompts.append(_Prompt(None, list(item)))
         return prompts

@@ -10,6 +10,7 @@ from privserve.api.schemas.common import (
     RequestModel,
     SamplingFields,
     Usage,
+    UsageWhenAsked,
 )
 
 
@@ -73,11 +74,10 @@ class ChunkChoice(BaseModel):
     finish_reason: Literal["stop", "length"] | None = None
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(UsageWhenAsked):
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
     choices: list[ChunkChoice]
     system_fingerprint: str | None = None
-    usage: Usage | None = None

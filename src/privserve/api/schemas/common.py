@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 16
@@ -53,3 +62,17 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class UsageWhenAsked(BaseModel):
+    """A response whose `usage` appears only when set: stream chunks carry `"usage": null`
+    only after the client asked for `stream_options.include_usage`, as OpenAI sends them."""
+
+    usage: Usage | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unasked_usage(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if "usage" not in self.model_fields_set:
+            data.pop("usage", None)
+        return data

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from privserve.api.schemas.common import SamplingFields, Usage
+from privserve.api.schemas.common import SamplingFields, UsageWhenAsked
 
 
 class CompletionRequest(SamplingFields):
@@ -35,11 +35,10 @@ class CompletionChoice(BaseModel):
     finish_reason: Literal["stop", "length"] | None
 
 
-class Completion(BaseModel):
+class Completion(UsageWhenAsked):
     id: str
     object: Literal["text_completion"] = "text_completion"
     created: int
     model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
     system_fingerprint: str | None = None

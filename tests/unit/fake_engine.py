@@ -1,0 +1,76 @@
+"""A fake text engine: words are tokens, and it answers with a fixed list of words."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from privserve.engine.base import (
+    EngineStats,
+    GenerationRequest,
+    PromptMessage,
+    TokenEvent,
+)
+from privserve.errors import Overloaded
+
+
+class FakeStream:
+    def __init__(self, words: Sequence[str], request: GenerationRequest) -> None:
+        self._events = self._make(words, request)
+        self.cancelled = False
+
+    async def _make(
+        self, words: Sequence[str], request: GenerationRequest
+    ) -> AsyncIterator[TokenEvent]:
+        limit = request.sampling.max_tokens
+        for i, word in enumerate(words[:limit], start=1):
+            last = i == min(limit, len(words))
+            finish = ("length" if i == limit else "stop") if last else None
+            yield TokenEvent(word, i, finish)
+
+    def __aiter__(self) -> FakeStream:
+        return self
+
+    async def __anext__(self) -> TokenEvent:
+        return await self._events.__anext__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    async def aclose(self) -> None:
+        self.cancel()
+
+
+class FakeEngine:
+    def __init__(self, words: Sequence[str] = ("Hello", " there", "!"), context: int = 64) -> None:
+        self.words = list(words)
+        self.context = context
+        self.capacity: int | None = None
+        self.streams: list[FakeStream] = []
+
+    @property
+    def model_id(self) -> str:
+        return "fake"
+
+    @property
+    def context_length(self) -> int:
+        return self.context
+
+    @property
+    def vocab_size(self) -> int:
+        return 100
+
+    def render_chat(self, messages: Sequence[PromptMessage]) -> str:
+        return " ".join(f"{m.role}: {m.content}" for m in messages)
+
+    def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
+        return [len(w) for w in text.split()]
+
+    def generate(self, request: GenerationRequest) -> FakeStream:
+        if self.capacity is not None and len(self.streams) >= self.capacity:
+            raise Overloaded("fake is full")
+        stream = FakeStream(self.words, request)
+        self.streams.append(stream)
+        return stream
+
+    def stats(self) -> EngineStats:
+        return EngineStats(0, 0, len(self.streams))

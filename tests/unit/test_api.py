@@ -1,0 +1,117 @@
+"""The HTTP layer on a fake engine: SSE framing, usage, error mapping, overload."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from privserve.api.app import create_app
+from privserve.api.errors import param_from_loc
+from privserve.config import Settings
+from tests.unit.fake_engine import FakeEngine
+
+KEY = "unit-test-key"
+HI = [{"role": "user", "content": "hi there"}]
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def api(tmp_path: Path, engine: FakeEngine) -> Iterator[TestClient]:
+    settings = Settings(home=tmp_path, api_key=KEY)  # type: ignore[arg-type]
+    app = create_app(settings, text_engines={"fake": engine})
+    with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        yield client
+
+
+def events(body: str) -> list[str]:
+    assert body.endswith("\n\n")
+    frames = body.split("\n\n")[:-1]
+    assert all(f.startswith("data: ") for f in frames)
+    return [f.removeprefix("data: ") for f in frames]
+
+
+def test_sse_framing_role_first_done_last(api: TestClient) -> None:
+    response = api.post(
+        "/v1/chat/completions",
+        json={
+            "model": "fake",
+            "messages": HI,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    assert response.headers["content-type"].startswith("text/event-stream")
+    frames = events(response.text)
+    assert frames[-1] == "[DONE]"
+    chunks = [json.loads(f) for f in frames[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == (
+        "Hello there!"
+    )
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert all(c["usage"] is None for c in chunks[:-1])
+
+
+def test_usage_field_absent_without_include_usage(api: TestClient) -> None:
+    response = api.post(
+        "/v1/chat/completions", json={"model": "fake", "messages": HI, "stream": True}
+    )
+    chunks = [json.loads(f) for f in events(response.text)[:-1]]
+    assert all("usage" not in c for c in chunks)
+
+
+def test_non_stream_usage_and_n(api: TestClient) -> None:
+    body = api.post("/v1/chat/completions", json={"model": "fake", "messages": HI, "n": 3}).json()
+    assert [c["message"]["content"] for c in body["choices"]] == ["Hello there!"] * 3
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}
+
+
+def test_overload_is_429_with_retry_after_and_frees_what_was_queued(
+    api: TestClient, engine: FakeEngine
+) -> None:
+    engine.capacity = 1
+    response = api.post("/v1/chat/completions", json={"model": "fake", "messages": HI, "n": 2})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "server_busy"
+    assert engine.streams[0].cancelled
+
+
+def test_context_check_uses_the_engine_length(api: TestClient) -> None:
+    response = api.post(
+        "/v1/chat/completions", json={"model": "fake", "messages": HI, "max_tokens": 62}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "context_length_exceeded"
+    ok = api.post("/v1/chat/completions", json={"model": "fake", "messages": HI, "max_tokens": 61})
+    assert ok.status_code == 200
+
+
+def test_logprobs_are_refused_clearly(api: TestClient) -> None:
+    response = api.post(
+        "/v1/chat/completions", json={"model": "fake", "messages": HI, "logprobs": True}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "logprobs"
+
+
+@pytest.mark.parametrize(
+    ("loc", "param"),
+    [
+        (("body", "messages", 0, "content"), "messages[0].content"),
+        (("body", "prompt", "str"), "prompt"),
+        (("body", "prompt", "list[int]", 3), "prompt[3]"),
+        (("body",), None),
+    ],
+)
+def test_param_from_loc(loc: tuple[int | str, ...], param: str | None) -> None:
+    assert param_from_loc(loc) == param

@@ -1,0 +1,73 @@
+"""Chat formats: explicit choice, system messages folded, never a silent fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from privserve.engine.base import PromptMessage
+from privserve.engine.llama.chat_format import fold_system_messages, select_chat_format
+from privserve.errors import ModelLoadError
+
+
+def fmt(metadata: dict[str, str], override: str | None = None):  # type: ignore[no-untyped-def]
+    return select_chat_format(metadata, override=override, bos_token="<bos>", eos_token="<eos>")
+
+
+def test_gemma_is_picked_by_architecture_and_folds_the_system_message() -> None:
+    chat = fmt({"general.architecture": "gemma3"})
+    text = chat.render(
+        [
+            PromptMessage("system", "Be brief."),
+            PromptMessage("user", "Hi"),
+            PromptMessage("assistant", "Hello"),
+            PromptMessage("user", "Bye"),
+        ]
+    )
+    assert text == (
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+        "<start_of_turn>model\nHello<end_of_turn>\n"
+        "<start_of_turn>user\nBye<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+
+
+def test_template_stored_in_the_gguf_wins_over_the_architecture() -> None:
+    stored = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}<go>"
+    chat = fmt({"general.architecture": "gemma3", "tokenizer.chat_template": stored})
+    assert chat.render([PromptMessage("system", "S"), PromptMessage("user", "U")]) == (
+        "[system]S[user]U<go>"
+    )
+
+
+def test_unknown_architecture_without_template_refuses_to_load() -> None:
+    with pytest.raises(ModelLoadError, match="no chat template"):
+        fmt({"general.architecture": "llama"})
+
+
+def test_override_by_name_or_file(tmp_path: Path) -> None:
+    assert fmt({"general.architecture": "llama"}, override="gemma").name == "gemma"
+    template = tmp_path / "t.jinja"
+    template.write_text("{{ messages[0].content }}!")
+    assert fmt({}, override=str(template)).render([PromptMessage("user", "x")]) == "x!"
+    with pytest.raises(ModelLoadError):
+        fmt({}, override=str(tmp_path / "missing.jinja"))
+
+
+def test_folding_never_drops_a_system_message() -> None:
+    folded = fold_system_messages(
+        [
+            PromptMessage("system", "A"),
+            PromptMessage("assistant", "B"),
+            PromptMessage("system", "C"),
+            PromptMessage("tool", "D"),
+            PromptMessage("system", "E"),
+        ]
+    )
+    assert folded == [
+        PromptMessage("user", "A"),
+        PromptMessage("assistant", "B"),
+        PromptMessage("user", "C\n\nD"),
+        PromptMessage("user", "E"),
+    ]
