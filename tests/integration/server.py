@@ -47,7 +47,8 @@ class RunningServer:
 def start_server(
     home: Path, args: Sequence[str] = (), env: dict[str, str] | None = None, timeout_s: float = 120
 ) -> RunningServer:
-    full_env = {**os.environ, "PRIVSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
+    full_env = {**inherited, "PRIVSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "privserve", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,

@@ -25,6 +25,7 @@ from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
     choice_requests,
+    closing_all,
     collect_all,
     completion_budget,
     merge,
@@ -83,18 +84,13 @@ class ChatService:
                 )
                 for i, r in enumerate(results)
             ],
-            usage=Usage(
-                prompt_tokens=len(prompt),
-                completion_tokens=completion_tokens,
-                total_tokens=len(prompt) + completion_tokens,
-            ),
+            usage=Usage.of(len(prompt), completion_tokens),
         )
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
         """Validates and queues now (errors raise before any byte is sent), then streams."""
         engine, prompt, streams = await self._submit(request)
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        return self._chunks(engine.model_id, len(prompt), streams, include_usage)
+        return self._chunks(engine.model_id, len(prompt), streams, request.include_usage)
 
     async def _chunks(
         self, model_id: str, prompt_tokens: int, streams: list[TokenStream], include_usage: bool
@@ -107,30 +103,29 @@ class ChatService:
                 id=chunk_id, created=created, model=model_id, choices=choices, **usage_field
             )
 
-        yield chunk(
-            [
-                ChunkChoice(index=i, delta={"role": "assistant", "content": ""})
-                for i in range(len(streams))
-            ]
-        )
-        completion_tokens = 0
-        async for index, event in merge(streams):
-            if event.text:
-                yield chunk([ChunkChoice(index=index, delta={"content": event.text})])
-            if event.finish_reason is not None:
-                completion_tokens += event.completion_tokens
-                yield chunk([ChunkChoice(index=index, delta={}, finish_reason=event.finish_reason)])
+        async with closing_all(streams):
+            yield chunk(
+                [
+                    ChunkChoice(index=i, delta={"role": "assistant", "content": ""})
+                    for i in range(len(streams))
+                ]
+            )
+            completion_tokens = 0
+            async for index, event in merge(streams):
+                if event.text:
+                    yield chunk([ChunkChoice(index=index, delta={"content": event.text})])
+                if event.finish_reason is not None:
+                    completion_tokens += event.completion_tokens
+                    yield chunk(
+                        [ChunkChoice(index=index, delta={}, finish_reason=event.finish_reason)]
+                    )
         if include_usage:
             yield ChatCompletionChunk(
                 id=chunk_id,
                 created=created,
                 model=model_id,
                 choices=[],
-                usage=Usage(
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    total_tokens=prompt_tokens + completion_tokens,
-                ),
+                usage=Usage.of(prompt_tokens, completion_tokens),
             )
 
     async def _submit(

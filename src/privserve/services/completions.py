@@ -18,6 +18,7 @@ from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
     check_token_ids,
     choice_requests,
+    closing_all,
     collect_all,
     completion_budget,
     merge,
@@ -57,17 +58,12 @@ class CompletionService:
             created=int(time.time()),
             model=engine.model_id,
             choices=choices,
-            usage=Usage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                total_tokens=prompt_tokens + completion_tokens,
-            ),
+            usage=Usage.of(prompt_tokens, completion_tokens),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
         engine, prompts, streams = await self._submit(request)
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        return self._chunks(request, engine.model_id, prompts, streams, include_usage)
+        return self._chunks(request, engine.model_id, prompts, streams, request.include_usage)
 
     async def _chunks(
         self,
@@ -86,15 +82,16 @@ class CompletionService:
                 id=chunk_id, created=created, model=model_id, choices=[choice], **usage_field
             )
 
-        if request.echo:
-            for index in range(len(streams)):
-                yield chunk(index, prompts[index // n].text or "", None)
-        completion_tokens = 0
-        async for index, event in merge(streams):
-            if event.finish_reason is not None:
-                completion_tokens += event.completion_tokens
-            if event.text or event.finish_reason is not None:
-                yield chunk(index, event.text, event.finish_reason)
+        async with closing_all(streams):
+            if request.echo:
+                for index in range(len(streams)):
+                    yield chunk(index, prompts[index // n].text or "", None)
+            completion_tokens = 0
+            async for index, event in merge(streams):
+                if event.finish_reason is not None:
+                    completion_tokens += event.completion_tokens
+                if event.text or event.finish_reason is not None:
+                    yield chunk(index, event.text, event.finish_reason)
         if include_usage:
             prompt_tokens = sum(len(p.tokens) for p in prompts)
             yield Completion(
@@ -102,11 +99,7 @@ class CompletionService:
                 created=created,
                 model=model_id,
                 choices=[],
-                usage=Usage(
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    total_tokens=prompt_tokens + completion_tokens,
-                ),
+                usage=Usage.of(prompt_tokens, completion_tokens),
             )
 
     async def _submit(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from privserve.api.schemas.common import SamplingFields
@@ -105,15 +105,25 @@ async def collect(stream: TokenStream) -> ChoiceResult:
     raise RuntimeError("token stream ended without a finish reason")
 
 
-async def collect_all(streams: Sequence[TokenStream]) -> list[ChoiceResult]:
-    async with AsyncExitStack() as stack:
+@asynccontextmanager
+async def closing_all(streams: Sequence[TokenStream]) -> AsyncIterator[None]:
+    """Whatever ends the block (done, error, client gone), unfinished requests are cancelled."""
+    try:
+        yield
+    finally:
         for stream in streams:
-            stack.push_async_callback(stream.aclose)
+            await stream.aclose()
+
+
+async def collect_all(streams: Sequence[TokenStream]) -> list[ChoiceResult]:
+    async with closing_all(streams):
         return list(await asyncio.gather(*(collect(s) for s in streams)))
 
 
 async def merge(streams: Sequence[TokenStream]) -> AsyncIterator[tuple[int, TokenEvent]]:
-    """Events of several streams as they come, tagged with the stream's index."""
+    """Events of several streams as they come, tagged with the stream's index.
+
+    The caller closes the streams (see `closing_all`)."""
     queue: asyncio.Queue[tuple[int, TokenEvent] | BaseException] = asyncio.Queue()
 
     async def pump(index: int, stream: TokenStream) -> None:
@@ -136,5 +146,3 @@ async def merge(streams: Sequence[TokenStream]) -> AsyncIterator[tuple[int, Toke
     finally:
         for task in tasks:
             task.cancel()
-        for stream in streams:
-            await stream.aclose()
