@@ -144,6 +144,13 @@ def test_seed_repeats_at_temperature_and_seeds_differ(client: openai.OpenAI) -> 
     assert others - {a}, "different seeds should sample different text"
 
 
+def test_any_int64_seed_is_accepted_and_repeats(client: openai.OpenAI) -> None:
+    for seed in (-1, 2**63 - 1):
+        a = chat(client, temperature=0.8, seed=seed, max_tokens=8).choices[0].message.content
+        b = chat(client, temperature=0.8, seed=seed, max_tokens=8).choices[0].message.content
+        assert a == b
+
+
 def test_top_p_near_zero_is_greedy_at_any_temperature(client: openai.OpenAI) -> None:
     greedy = chat(client, temperature=0).choices[0].message.content
     narrowed = chat(client, temperature=1.5, top_p=0.0001, seed=7).choices[0].message.content

@@ -97,3 +97,11 @@ def test_wrong_path_and_method_are_openai_shaped(http: httpx.Client) -> None:
     assert error_of(http.get("/v1/nothing-here"), 404)["code"] == "not_found"
     assert error_of(http.delete("/v1/chat/completions"), 405)["code"] == "method_not_allowed"
     assert error_of(http.get("/v1/chat/completions"), 405)["code"] == "method_not_allowed"
+
+
+def test_lone_surrogate_in_content_is_answered(http: httpx.Client) -> None:
+    body = (
+        '{"model": "%s", "messages": [{"role": "user", "content": "a\\ud800b"}], "max_tokens": 2}'
+    )
+    response = http.post("/v1/chat/completions", content=(body % MODEL_ID).encode())
+    assert response.status_code == 200, response.text

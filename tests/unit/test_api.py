@@ -115,3 +115,30 @@ def test_logprobs_are_refused_clearly(api: TestClient) -> None:
 )
 def test_param_from_loc(loc: tuple[int | str, ...], param: str | None) -> None:
     assert param_from_loc(loc) == param
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "null",
+        '"text"',
+        "{}",
+        '{"model": null, "messages": null}',
+        '{"model": "fake", "messages": "hi"}',
+        '{"model": "fake", "messages": [{"role": "user", "content": {"a": 1}}]}',
+        '{"model": "fake", "messages": [{"role": "user", "content": [{"type": "text"}]}]}',
+        '{"model": "fake", "messages": [{"role": "user", "content": "x"}], "stop": {"a": 1}}',
+        '{"model": "fake", "messages": [{"role": "user", "content": "x"}], "n": 1.5}',
+        '{"model": "fake", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1e30}',
+        '{"model": "fake", "messages": [{"role": "user", "content": "x"}], "seed": "abc"}',
+        '{"model": "fake", "messages": [{"role": "user", "content": "x"}], "stream": "maybe"}',
+        '{"model": "fake", "messages": [{"role": "user", "content": "x"}], "stop": ["a"] }',
+        '{"model": "fake", "messages": [{"role": "user", "content": "\\ud800"}]}',
+    ],
+)
+def test_odd_bodies_never_give_a_500(api: TestClient, body: str) -> None:
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        response = api.post(path, content=body.encode())
+        assert response.status_code < 500, (path, body, response.text)
+        if response.status_code != 200:
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}

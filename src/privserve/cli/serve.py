@@ -71,6 +71,7 @@ def run_server(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per start is noise
     issued = with_key_store(settings, _first_key)
     with console.status("Preparing the model file…"):
         spec = resolve_chat_model(settings)
@@ -78,7 +79,6 @@ def run_server(settings: Settings) -> None:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown_host}:{port}/v1"
-    console.print(f"privserve on [bold]{base_url}[/]")
     console.print(f"Base URL: {base_url}", markup=False)
     console.print(f"Models: {spec.model_id}", markup=False)
     if issued is not None:

@@ -25,7 +25,9 @@ def run_generation(
     prompt = list(request.prompt_tokens)
     budget = min(sampling.max_tokens, model.context_length - len(prompt))
     # Without a seed each request draws its own, as OpenAI does; with one, runs repeat.
-    model.llm.set_seed(sampling.seed if sampling.seed is not None else secrets.randbits(31))
+    # llama.cpp seeds are 32-bit and 0xFFFFFFFF means "random": fold any int64 below that.
+    seed = secrets.randbits(31) if sampling.seed is None else sampling.seed % 0xFFFFFFFF
+    model.llm.set_seed(seed)
     # Incomplete UTF-8 sequences wait in the decoder until a later token completes them.
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     stops = StopMatcher(sampling.stop)

@@ -69,7 +69,9 @@ class LlamaModel:
         # adding another BOS would feed the model a sequence it never saw in training.
         bos_text = self.chat_format.bos_token
         add_bos = self._add_bos and not (is_chat and bos_text and text.startswith(bos_text))
-        tokens: list[int] = self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        # A lone surrogate (`\ud800` in JSON) cannot be UTF-8: replace it, do not fail.
+        data = text.encode("utf-8", errors="replace")
+        tokens: list[int] = self.llm.tokenize(data, add_bos=add_bos, special=True)
         return tokens
 
     def is_end_of_generation(self, token: int) -> bool:
