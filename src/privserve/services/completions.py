@@ -63,7 +63,7 @@ class CompletionService:
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
         engine, prompts, streams = await self._submit(request)
-        return self._chunks(request, engine.model_id, prompts, streams, request.include_usage)
+        return self._chunks(request, engine.model_id, prompts, streams)
 
     async def _chunks(
         self,
@@ -71,10 +71,9 @@ class CompletionService:
         model_id: str,
         prompts: list[_Prompt],
         streams: list[TokenStream],
-        include_usage: bool,
     ) -> AsyncIterator[Completion]:
         chunk_id, created, n = new_id("cmpl-"), int(time.time()), request.n or 1
-        usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
+        usage_field: dict[str, Any] = {"usage": None} if request.include_usage else {}
 
         def chunk(index: int, text: str, finish: FinishReason | None) -> Completion:
             choice = CompletionChoice(text=text, index=index, finish_reason=finish)
@@ -92,7 +91,7 @@ class CompletionService:
                     completion_tokens += event.completion_tokens
                 if event.text or event.finish_reason is not None:
                     yield chunk(index, event.text, event.finish_reason)
-        if include_usage:
+        if request.include_usage:
             prompt_tokens = sum(len(p.tokens) for p in prompts)
             yield Completion(
                 id=chunk_id,
