@@ -21,13 +21,24 @@ class ServerConfig(BaseModel):
     max_queued_requests: int = Field(
         64, ge=1, description="Requests that may wait per model before new ones get 429."
     )
+    request_timeout_s: float | None = Field(
+        None, gt=0, description="Longest a request may wait and run; default: no limit."
+    )
     log_level: str = Field("info", description="uvicorn and privserve log level.")
 
 
 class LlamaConfig(BaseModel):
     n_ctx: int = Field(4096, ge=256, description="Context window in tokens, prompt plus answer.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores.")
-    n_batch: int = Field(512, ge=16, description="Prompt tokens evaluated per decode call.")
+    n_batch: int = Field(
+        512, ge=16, description="Tokens per engine step, answers and prompt chunks together."
+    )
+    parallel: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Sequences decoded together (slots); default: from cores and context size.",
+    )
     n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
 
 

@@ -9,6 +9,7 @@
     │   ├── MethodNotAllowed        405 code=method_not_allowed
     │   └── InvalidApiKey           401 code=invalid_api_key
     ├── Overloaded                  429 code=server_busy (sent with Retry-After)
+    ├── RequestTimedOut             504 code=timeout
     └── EngineError                 500 code=engine_error
 
 Nothing here imports FastAPI: engines and services raise these, `api.errors` maps them.
@@ -79,6 +80,13 @@ class Overloaded(PrivserveError):
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RequestTimedOut(PrivserveError):
+    """A request outlived `server.request_timeout_s`; its work in the engine is freed."""
+
+    status = 504
+    code = "timeout"
 
 
 class EngineError(PrivserveError):

@@ -27,6 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iterator[R
     running = start_server(home, env={"PRIVSERVE_API_KEY": api_key})
     yield running
     running.stop()
+    # Kept for reading after a failed run: the server's whole log.
+    (home / "server.log").write_text("".join(running.output))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ from privserve.engine.base import (
     GenerationRequest,
     PromptMessage,
     TokenEvent,
+    TokenLogprob,
+    TopLogprob,
 )
 from privserve.errors import Overloaded
 
@@ -21,11 +23,21 @@ class FakeStream:
     async def _make(
         self, words: Sequence[str], request: GenerationRequest
     ) -> AsyncIterator[TokenEvent]:
-        limit = request.sampling.max_tokens
+        sampling = request.sampling
+        limit = sampling.max_tokens
         for i, word in enumerate(words[:limit], start=1):
             last = i == min(limit, len(words))
             finish = ("length" if i == limit else "stop") if last else None
-            yield TokenEvent(word, i, finish)
+            logprobs: tuple[TokenLogprob, ...] = ()
+            if sampling.logprobs:
+                # Word i has log-probability -i; its alternatives are "a", "b", ... below it.
+                top = tuple(
+                    TopLogprob(chr(97 + k), (97 + k,), -i - k - 1)
+                    for k in range(sampling.top_logprobs)
+                )
+                logprobs = (TokenLogprob(word, tuple(word.encode()), -float(i), top),)
+            # The fake's cache always holds the prompt's first token.
+            yield TokenEvent(word, i, finish, logprobs, cached_tokens=1 if finish else 0)
 
     def __aiter__(self) -> FakeStream:
         return self

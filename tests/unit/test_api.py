@@ -57,7 +57,12 @@ def test_sse_framing_role_first_done_last(api: TestClient) -> None:
         "Hello there!"
     )
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 3,
+        "total_tokens": 6,
+        "prompt_tokens_details": {"cached_tokens": 1},
+    }
     assert all(c["usage"] is None for c in chunks[:-1])
 
 
@@ -72,7 +77,13 @@ def test_usage_field_absent_without_include_usage(api: TestClient) -> None:
 def test_non_stream_usage_and_n(api: TestClient) -> None:
     body = api.post("/v1/chat/completions", json={"model": "fake", "messages": HI, "n": 3}).json()
     assert [c["message"]["content"] for c in body["choices"]] == ["Hello there!"] * 3
-    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}
+    # The prompt is shared by the choices: its cached tokens are counted once.
+    assert body["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 9,
+        "total_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 1},
+    }
 
 
 def test_overload_is_429_with_retry_after_and_frees_what_was_queued(
@@ -96,12 +107,67 @@ def test_context_check_uses_the_engine_length(api: TestClient) -> None:
     assert ok.status_code == 200
 
 
-def test_logprobs_are_refused_clearly(api: TestClient) -> None:
+def test_chat_logprobs_in_openai_shape(api: TestClient) -> None:
+    body = api.post(
+        "/v1/chat/completions",
+        json={"model": "fake", "messages": HI, "logprobs": True, "top_logprobs": 2},
+    ).json()
+    content = body["choices"][0]["logprobs"]["content"]
+    assert [e["token"] for e in content] == ["Hello", " there", "!"]
+    assert [e["logprob"] for e in content] == [-1.0, -2.0, -3.0]
+    assert content[1]["bytes"] == list(b" there")
+    assert [t["token"] for t in content[0]["top_logprobs"]] == ["a", "b"]
+    plain = api.post("/v1/chat/completions", json={"model": "fake", "messages": HI}).json()
+    assert plain["choices"][0]["logprobs"] is None
+
+
+def test_chat_stream_chunks_carry_their_tokens_logprobs(api: TestClient) -> None:
     response = api.post(
-        "/v1/chat/completions", json={"model": "fake", "messages": HI, "logprobs": True}
+        "/v1/chat/completions",
+        json={"model": "fake", "messages": HI, "logprobs": True, "stream": True},
+    )
+    chunks = [json.loads(f) for f in events(response.text)[:-1]]
+    tokens = [
+        entry["token"]
+        for c in chunks
+        if c["choices"] and c["choices"][0]["logprobs"]
+        for entry in c["choices"][0]["logprobs"]["content"]
+    ]
+    assert tokens == ["Hello", " there", "!"]
+
+
+def test_completion_logprobs_in_legacy_shape(api: TestClient) -> None:
+    body = api.post(
+        "/v1/completions",
+        json={"model": "fake", "prompt": "hi there", "logprobs": 1, "echo": True},
+    ).json()
+    logprobs = body["choices"][0]["logprobs"]
+    assert logprobs["tokens"] == ["Hello", " there", "!"]
+    assert logprobs["token_logprobs"] == [-1.0, -2.0, -3.0]
+    assert logprobs["top_logprobs"] == [{"a": -2.0}, {"a": -3.0}, {"a": -4.0}]
+    # Offsets count from the start of the choice's text, echoed prompt included.
+    assert logprobs["text_offset"] == [8, 13, 19]
+
+
+def test_top_logprobs_need_logprobs(api: TestClient) -> None:
+    response = api.post(
+        "/v1/chat/completions", json={"model": "fake", "messages": HI, "top_logprobs": 2}
     )
     assert response.status_code == 400
-    assert response.json()["error"]["param"] == "logprobs"
+    assert "top_logprobs" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("bias", "message"),
+    [({"hello": 1}, "token ids"), ({"5": 200}, "[-100, 100]"), ({"100": 1}, "vocabulary")],
+)
+def test_bad_logit_bias_is_400(api: TestClient, bias: dict[str, float], message: str) -> None:
+    response = api.post(
+        "/v1/chat/completions", json={"model": "fake", "messages": HI, "logit_bias": bias}
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"].startswith("logit_bias") and message in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ def create_app(
                     spec,
                     settings.llama,
                     max_queued_requests=settings.server.max_queued_requests,
+                    request_timeout_s=settings.server.request_timeout_s,
                 )
             )
             loaded.append(engine)

@@ -48,6 +48,10 @@ def serve(
     ] = None,
     ctx_size: Annotated[int | None, typer.Option(help="Context length in tokens.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for the model.")] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(help="Sequences decoded together; default: from cores and context size."),
+    ] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
@@ -62,6 +66,7 @@ def serve(
         server__port=port,
         llama__n_ctx=ctx_size,
         llama__n_threads=threads,
+        llama__parallel=parallel,
     )
     run_server(settings)
 

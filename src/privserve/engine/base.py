@@ -29,13 +29,32 @@ class PromptMessage:
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """OpenAI's sampling parameters plus the common extensions (top_k, min_p, repetition)."""
+
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    @property
+    def is_greedy(self) -> bool:
+        """Plain argmax: no randomness and nothing that reshapes the logits first."""
+        return (
+            self.temperature == 0.0
+            and not self.logit_bias
+            and self.presence_penalty == 0.0
+            and self.frequency_penalty == 0.0
+            and self.repetition_penalty == 1.0
+        )
 
 
 @dataclass(frozen=True)
@@ -46,12 +65,34 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    bytes: tuple[int, ...]
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability and, when asked, the likeliest others."""
+
+    token: str
+    bytes: tuple[int, ...]
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class TokenEvent:
-    """Text decoded since the last event; `finish_reason` is set on the last one only."""
+    """Text decoded since the last event; `finish_reason` is set on the last one only.
+
+    `cached_tokens` (prompt tokens served from the prefix cache) is set on the last event.
+    """
 
     text: str
     completion_tokens: int
     finish_reason: FinishReason | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +101,12 @@ class EngineStats:
     running_requests: int
     completed_requests: int
     generated_tokens: int = 0
+    slots: int = 1
+    prefill_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    steps: int = 0
+    last_step_ms: float = 0.0
+    tokens_per_second: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
 

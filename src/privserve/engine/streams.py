@@ -17,13 +17,17 @@ class ThreadToLoopQueue(Generic[T]):
     """Items put from any thread arrive in an asyncio.Queue on the request's loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._queue: asyncio.Queue[T | BaseException] = asyncio.Queue()
 
     def put(self, item: T | BaseException) -> None:
         # A closed loop means nobody is listening any more.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def put_in_loop(self, item: T | BaseException) -> None:
+        """`put` for code already running on the queue's loop."""
+        self._queue.put_nowait(item)
 
     async def get(self) -> T:
         item = await self._queue.get()
@@ -66,3 +70,33 @@ class GenerationStream(AsyncIterator[TokenEvent]):
         if not self._finished:
             self.cancel()
         self._finished = True
+
+
+_Item = tuple[GenerationStream, TokenEvent | BaseException]
+
+
+class Outbox:
+    """Events of one engine step, handed to each event loop in a single wake-up.
+
+    Waking the loop once per step instead of once per token keeps the engine thread and the
+    HTTP side from fighting over the GIL at high concurrency."""
+
+    def __init__(self) -> None:
+        self._items: list[_Item] = []
+
+    def put(self, stream: GenerationStream, item: TokenEvent | BaseException) -> None:
+        self._items.append((stream, item))
+
+    def flush(self) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+        for stream, item in self._items:
+            by_loop.setdefault(stream.events.loop, []).append((stream, item))
+        self._items = []
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                loop.call_soon_threadsafe(_deliver, items)
+
+
+def _deliver(items: list[_Item]) -> None:
+    for stream, item in items:
+        stream.events.put_in_loop(item)

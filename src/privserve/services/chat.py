@@ -24,6 +24,7 @@ from privserve.engine.base import PromptMessage, TextEngine, TokenStream
 from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
+    check_logit_bias,
     choice_requests,
     closing_all,
     collect_all,
@@ -32,6 +33,7 @@ from privserve.services.generation import (
     new_id,
     submit_all,
 )
+from privserve.services.logprobs import chat_logprobs
 
 ROLE_ALIASES = {"developer": "system", "function": "tool"}
 
@@ -72,6 +74,7 @@ class ChatService:
         engine, prompt, streams = await self._submit(request)
         results = await collect_all(streams)
         completion_tokens = sum(r.completion_tokens for r in results)
+        wants_logprobs = bool(request.logprobs)
         return ChatCompletion(
             id=new_id("chatcmpl-"),
             created=int(time.time()),
@@ -80,11 +83,13 @@ class ChatService:
                 ChatChoice(
                     index=i,
                     message=ChatCompletionMessage(content=r.text),
+                    logprobs=chat_logprobs(r.logprobs) if wants_logprobs else None,
                     finish_reason=r.finish_reason,
                 )
                 for i, r in enumerate(results)
             ],
-            usage=Usage.of(len(prompt), completion_tokens),
+            # The n choices share one prompt: its cache use is the first choice's.
+            usage=Usage.of(len(prompt), completion_tokens, cached_tokens=results[0].cached_tokens),
         )
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
@@ -110,12 +115,22 @@ class ChatService:
                     for i in range(len(streams))
                 ]
             )
-            completion_tokens = 0
+            completion_tokens = cached_tokens = 0
             async for index, event in merge(streams):
-                if event.text:
-                    yield chunk([ChunkChoice(index=index, delta={"content": event.text})])
+                if event.text or event.logprobs:
+                    yield chunk(
+                        [
+                            ChunkChoice(
+                                index=index,
+                                delta={"content": event.text},
+                                logprobs=chat_logprobs(event.logprobs) if event.logprobs else None,
+                            )
+                        ]
+                    )
                 if event.finish_reason is not None:
                     completion_tokens += event.completion_tokens
+                    if index == 0:
+                        cached_tokens = event.cached_tokens
                     yield chunk(
                         [ChunkChoice(index=index, delta={}, finish_reason=event.finish_reason)]
                     )
@@ -125,15 +140,14 @@ class ChatService:
                 created=created,
                 model=model_id,
                 choices=[],
-                usage=Usage.of(prompt_tokens, completion_tokens),
+                usage=Usage.of(prompt_tokens, completion_tokens, cached_tokens=cached_tokens),
             )
 
     async def _submit(
         self, request: ChatCompletionRequest
     ) -> tuple[TextEngine, list[int], list[TokenStream]]:
-        if request.logprobs:
-            raise InvalidRequest("logprobs are not supported yet", param="logprobs")
         engine = self._catalog.text_engine(request.model)
+        check_logit_bias(engine, request)
         text = engine.render_chat(to_prompt_messages(request.messages))
         # Long prompts take milliseconds to tokenize: keep that off the event loop.
         prompt = await anyio.to_thread.run_sync(
@@ -145,5 +159,9 @@ class ChatService:
             request.max_completion_tokens or request.max_tokens,
             prompt_param="messages",
         )
-        streams = submit_all(engine, choice_requests(request, prompt, max_tokens, new_id("")))
+        top_logprobs = (request.top_logprobs or 0) if request.logprobs else None
+        requests = choice_requests(
+            request, prompt, max_tokens, new_id(""), top_logprobs=top_logprobs
+        )
+        streams = submit_all(engine, requests)
         return engine, prompt, streams

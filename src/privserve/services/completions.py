@@ -11,11 +11,17 @@ from typing import Any, cast
 import anyio
 
 from privserve.api.schemas.common import Usage
-from privserve.api.schemas.completions import Completion, CompletionChoice, CompletionRequest
+from privserve.api.schemas.completions import (
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+)
 from privserve.engine.base import FinishReason, TextEngine, TokenStream
 from privserve.errors import InvalidRequest
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
+    check_logit_bias,
     check_token_ids,
     choice_requests,
     closing_all,
@@ -25,6 +31,7 @@ from privserve.services.generation import (
     new_id,
     submit_all,
 )
+from privserve.services.logprobs import completion_logprobs
 
 
 @dataclass(frozen=True)
@@ -43,22 +50,30 @@ class CompletionService:
         n = request.n or 1
         choices = []
         for index, result in enumerate(results):
-            echo = prompts[index // n].text if request.echo else None
+            echo = (prompts[index // n].text if request.echo else None) or ""
+            logprobs = None
+            if request.logprobs is not None:
+                logprobs = completion_logprobs(
+                    result.logprobs, text_offset=len(echo), with_top=request.logprobs > 0
+                )
             choices.append(
                 CompletionChoice(
-                    text=(echo or "") + result.text,
+                    text=echo + result.text,
                     index=index,
+                    logprobs=logprobs,
                     finish_reason=result.finish_reason,
                 )
             )
         prompt_tokens = sum(len(p.tokens) for p in prompts)
         completion_tokens = sum(r.completion_tokens for r in results)
+        # The n choices of a prompt share it: its cache use is counted from the first.
+        cached_tokens = sum(r.cached_tokens for r in results[::n])
         return Completion(
             id=new_id("cmpl-"),
             created=int(time.time()),
             model=engine.model_id,
             choices=choices,
-            usage=Usage.of(prompt_tokens, completion_tokens),
+            usage=Usage.of(prompt_tokens, completion_tokens, cached_tokens=cached_tokens),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
@@ -75,22 +90,43 @@ class CompletionService:
         chunk_id, created, n = new_id("cmpl-"), int(time.time()), request.n or 1
         usage_field: dict[str, Any] = {"usage": None} if request.include_usage else {}
 
-        def chunk(index: int, text: str, finish: FinishReason | None) -> Completion:
-            choice = CompletionChoice(text=text, index=index, finish_reason=finish)
+        def chunk(
+            index: int,
+            text: str,
+            finish: FinishReason | None,
+            logprobs: CompletionLogprobs | None = None,
+        ) -> Completion:
+            choice = CompletionChoice(
+                text=text, index=index, logprobs=logprobs, finish_reason=finish
+            )
             return Completion(
                 id=chunk_id, created=created, model=model_id, choices=[choice], **usage_field
             )
 
+        # Where each choice's next text starts, for logprobs' text_offset.
+        offsets = [0] * len(streams)
         async with closing_all(streams):
             if request.echo:
                 for index in range(len(streams)):
-                    yield chunk(index, prompts[index // n].text or "", None)
-            completion_tokens = 0
+                    echo = prompts[index // n].text or ""
+                    offsets[index] = len(echo)
+                    yield chunk(index, echo, None)
+            completion_tokens = cached_tokens = 0
             async for index, event in merge(streams):
                 if event.finish_reason is not None:
                     completion_tokens += event.completion_tokens
-                if event.text or event.finish_reason is not None:
-                    yield chunk(index, event.text, event.finish_reason)
+                    if index % n == 0:
+                        cached_tokens += event.cached_tokens
+                if event.text or event.logprobs or event.finish_reason is not None:
+                    logprobs = None
+                    if request.logprobs is not None:
+                        logprobs = completion_logprobs(
+                            event.logprobs,
+                            text_offset=offsets[index],
+                            with_top=request.logprobs > 0,
+                        )
+                    offsets[index] += len(event.text)
+                    yield chunk(index, event.text, event.finish_reason, logprobs)
         if request.include_usage:
             prompt_tokens = sum(len(p.tokens) for p in prompts)
             yield Completion(
@@ -98,19 +134,18 @@ class CompletionService:
                 created=created,
                 model=model_id,
                 choices=[],
-                usage=Usage.of(prompt_tokens, completion_tokens),
+                usage=Usage.of(prompt_tokens, completion_tokens, cached_tokens=cached_tokens),
             )
 
     async def _submit(
         self, request: CompletionRequest
     ) -> tuple[TextEngine, list[_Prompt], list[TokenStream]]:
-        if request.logprobs is not None:
-            raise InvalidRequest("logprobs are not supported yet", param="logprobs")
         if request.suffix:
             raise InvalidRequest("suffix (insertion) is not supported", param="suffix")
         if request.best_of is not None and request.best_of != (request.n or 1):
             raise InvalidRequest("best_of other than n is not supported", param="best_of")
         engine = self._catalog.text_engine(request.model)
+        check_logit_bias(engine, request)
         prompts = await self._prompts(engine, request)
         if request.echo and any(p.text is None for p in prompts):
             raise InvalidRequest("echo needs text prompts, not token ids", param="echo")
@@ -120,7 +155,13 @@ class CompletionService:
             max_tokens = completion_budget(
                 engine, len(prompt.tokens), request.max_tokens, prompt_param="prompt"
             )
-            requests += choice_requests(request, prompt.tokens, max_tokens, f"{request_id}-{i}")
+            requests += choice_requests(
+                request,
+                prompt.tokens,
+                max_tokens,
+                f"{request_id}-{i}",
+                top_logprobs=request.logprobs,
+            )
         return engine, prompts, submit_all(engine, requests)
 
     async def _prompts(self, engine: TextEngine, request: CompletionRequest) -> list[_Prompt]:

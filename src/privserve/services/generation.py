@@ -15,6 +15,7 @@ from privserve.engine.base import (
     SamplingParams,
     TextEngine,
     TokenEvent,
+    TokenLogprob,
     TokenStream,
 )
 from privserve.errors import ContextLengthExceeded, InvalidRequest
@@ -48,9 +49,17 @@ def completion_budget(
 
 
 def choice_requests(
-    fields: SamplingFields, prompt: Sequence[int], max_tokens: int, request_id: str
+    fields: SamplingFields,
+    prompt: Sequence[int],
+    max_tokens: int,
+    request_id: str,
+    *,
+    top_logprobs: int | None = None,
 ) -> list[GenerationRequest]:
-    """One engine request per choice; with a seed, choice i uses seed + i so choices differ."""
+    """One engine request per choice; with a seed, choice i uses seed + i so choices differ.
+
+    `top_logprobs` None: no log-probabilities; a number: the chosen token's and that many
+    alternatives'. The engine shares the prompt's cache between the choices."""
     n = fields.n or 1
     requests = []
     for i in range(n):
@@ -58,13 +67,23 @@ def choice_requests(
             max_tokens=max_tokens,
             temperature=1.0 if fields.temperature is None else fields.temperature,
             top_p=1.0 if fields.top_p is None else fields.top_p,
+            top_k=max(fields.top_k or 0, 0),
+            min_p=fields.min_p or 0.0,
             stop=fields.stop_sequences(),
             seed=None if fields.seed is None else fields.seed + i,
             presence_penalty=fields.presence_penalty or 0.0,
             frequency_penalty=fields.frequency_penalty or 0.0,
+            repetition_penalty=fields.repetition_penalty or 1.0,
+            logit_bias=fields.token_biases(),
+            logprobs=top_logprobs is not None,
+            top_logprobs=top_logprobs or 0,
         )
         requests.append(GenerationRequest(prompt, sampling, f"{request_id}/{i}"))
     return requests
+
+
+def check_logit_bias(engine: TextEngine, fields: SamplingFields) -> None:
+    check_token_ids(engine, [token for token, _ in fields.token_biases()], "logit_bias")
 
 
 def check_token_ids(engine: TextEngine, tokens: Sequence[int], param: str) -> None:
@@ -94,14 +113,24 @@ class ChoiceResult:
     text: str
     completion_tokens: int
     finish_reason: FinishReason
+    logprobs: list[TokenLogprob]
+    cached_tokens: int
 
 
 async def collect(stream: TokenStream) -> ChoiceResult:
     parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
     async for event in stream:
         parts.append(event.text)
+        logprobs.extend(event.logprobs)
         if event.finish_reason is not None:
-            return ChoiceResult("".join(parts), event.completion_tokens, event.finish_reason)
+            return ChoiceResult(
+                "".join(parts),
+                event.completion_tokens,
+                event.finish_reason,
+                logprobs,
+                event.cached_tokens,
+            )
     raise RuntimeError("token stream ended without a finish reason")
 
 

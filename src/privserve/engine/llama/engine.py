@@ -1,41 +1,117 @@
-"""A llama.cpp text engine: one worker thread owns the context and serves a bounded queue.
+"""A continuous-batching llama.cpp engine: one thread, one context, many sequences.
 
-Requests are served one at a time in arrival order; the event loop only waits on queues.
+Each step builds one batch: the next token of every answering sequence first, then prompt
+chunks of newly admitted requests up to the step's token budget (so a long prompt never
+stalls everyone's answers), runs one `llama_decode`, and samples every sequence that needs a
+token. Requests join at the next step and leave as soon as they finish or are cancelled.
+The event loop only submits to the waiting list and reads per-request queues.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import queue
+import os
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from privserve.config import LlamaConfig
 from privserve.engine.base import EngineStats, GenerationRequest, ModelSpec, PromptMessage
-from privserve.engine.llama.generation import run_generation
+from privserve.engine.llama.context import ContextShape, DecodeFailed, LlamaContext
 from privserve.engine.llama.model import LlamaModel
-from privserve.engine.streams import GenerationStream
-from privserve.errors import EngineError, Overloaded
+from privserve.engine.llama.sequence import RunningSequence
+from privserve.engine.llama.slots import Placement, SlotTable
+from privserve.engine.streams import GenerationStream, Outbox
+from privserve.errors import EngineError, Overloaded, RequestTimedOut
 
 logger = logging.getLogger(__name__)
 
+_RATE_WINDOW_S = 5.0  # tokens/s is measured over the last few seconds
+
+
+def default_parallel(context_length: int, cores: int | None = None) -> int:
+    """Slots when none are configured: enough to keep the cores busy, bounded by KV memory."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(16, 4 * cores, 65536 // context_length))
+
+
+@dataclass
+class _Counters:
+    completed: int = 0
+    generated: int = 0
+    prefill: int = 0
+    cached: int = 0
+    steps: int = 0
+    last_step_ms: float = 0.0
+
 
 class LlamaEngine:
-    def __init__(self, model: LlamaModel, *, max_queued_requests: int) -> None:
+    def __init__(
+        self,
+        model: LlamaModel,
+        config: LlamaConfig,
+        *,
+        max_queued_requests: int,
+        request_timeout_s: float | None = None,
+    ) -> None:
         self._model = model
-        self._jobs: queue.Queue[GenerationStream | None] = queue.Queue(max_queued_requests)
-        self._running = 0
-        self._completed = 0
-        self._generated_tokens = 0
+        sequences = config.parallel or default_parallel(config.n_ctx)
+        self._shape = ContextShape(
+            sequences=sequences,
+            tokens_per_sequence=config.n_ctx,
+            batch_tokens=max(config.n_batch, sequences),
+            threads=config.n_threads or os.cpu_count() or 1,
+        )
+        self._context = LlamaContext(model, self._shape)
+        self._slots = SlotTable(sequences)
+        self._running: list[RunningSequence] = []
+        self._waiting: collections.deque[tuple[GenerationStream, float | None]] = (
+            collections.deque()
+        )
+        self._max_waiting = max_queued_requests
+        self._timeout_s = request_timeout_s
+        self._wakeup = threading.Condition()
+        self._closing = False
+        self._counters = _Counters()
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self._outbox = Outbox()
         self._thread = threading.Thread(
             target=self._serve, name=f"llama-{model.spec.model_id}", daemon=True
         )
         self._thread.start()
+        logger.info(
+            "%s: %d slots of %d tokens, %d tokens per step",
+            model.spec.model_id,
+            sequences,
+            config.n_ctx,
+            self._shape.batch_tokens,
+        )
 
     @classmethod
-    def load(cls, spec: ModelSpec, config: LlamaConfig, *, max_queued_requests: int) -> LlamaEngine:
-        return cls(LlamaModel(spec, config), max_queued_requests=max_queued_requests)
+    def load(
+        cls,
+        spec: ModelSpec,
+        config: LlamaConfig,
+        *,
+        max_queued_requests: int,
+        request_timeout_s: float | None = None,
+    ) -> LlamaEngine:
+        model = LlamaModel(spec, config)
+        try:
+            return cls(
+                model,
+                config,
+                max_queued_requests=max_queued_requests,
+                request_timeout_s=request_timeout_s,
+            )
+        except BaseException:
+            model.close()
+            raise
+
+    # -- what the event loop calls -------------------------------------------------------
 
     @property
     def model_id(self) -> str:
@@ -43,11 +119,15 @@ class LlamaEngine:
 
     @property
     def context_length(self) -> int:
-        return self._model.context_length
+        return self._shape.tokens_per_sequence
 
     @property
     def vocab_size(self) -> int:
         return self._model.vocab_size
+
+    @property
+    def parallel(self) -> int:
+        return self._shape.sequences
 
     def render_chat(self, messages: Sequence[PromptMessage]) -> str:
         return self._model.render_chat(messages)
@@ -57,47 +137,206 @@ class LlamaEngine:
 
     def generate(self, request: GenerationRequest) -> GenerationStream:
         stream = GenerationStream(request, asyncio.get_running_loop())
-        try:
-            self._jobs.put_nowait(stream)
-        except queue.Full:
-            raise Overloaded(
-                f"{self.model_id} has {self._jobs.maxsize} requests waiting; retry shortly"
-            ) from None
+        deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
+        with self._wakeup:
+            if self._closing:
+                raise EngineError("the server is shutting down")
+            if len(self._waiting) >= self._max_waiting:
+                raise Overloaded(
+                    f"{self.model_id} has {len(self._waiting)} requests waiting; retry shortly"
+                )
+            self._waiting.append((stream, deadline))
+            self._wakeup.notify()
         return stream
 
     def stats(self) -> EngineStats:
+        counters = self._counters
+        now = time.monotonic()
+        recent = [n for t, n in list(self._recent) if now - t <= _RATE_WINDOW_S]
         return EngineStats(
-            queued_requests=self._jobs.qsize(),
-            running_requests=self._running,
-            completed_requests=self._completed,
-            generated_tokens=self._generated_tokens,
+            queued_requests=len(self._waiting),
+            running_requests=len(self._running),
+            completed_requests=counters.completed,
+            generated_tokens=counters.generated,
+            slots=self._shape.sequences,
+            prefill_tokens=counters.prefill,
+            cached_prompt_tokens=counters.cached,
+            steps=counters.steps,
+            last_step_ms=counters.last_step_ms,
+            tokens_per_second=sum(recent) / _RATE_WINDOW_S,
         )
 
     def close(self) -> None:
-        """Stops the worker after the current request and frees the model."""
-        while True:  # drop waiting work so the sentinel fits in the bounded queue
-            try:
-                waiting = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if waiting is not None:
-                waiting.events.put(EngineError("the server is shutting down"))
-        self._jobs.put(None)
+        """Stops the engine thread, failing what is still waiting or running, then frees all."""
+        with self._wakeup:
+            self._closing = True
+            self._wakeup.notify()
         self._thread.join()
+        self._context.close()
         self._model.close()
 
+    # -- the engine thread ---------------------------------------------------------------
+
     def _serve(self) -> None:
-        while (stream := self._jobs.get()) is not None:
-            if stream.is_cancelled():
+        try:
+            while True:
+                with self._wakeup:
+                    while not (self._closing or self._waiting or self._running):
+                        self._wakeup.wait()
+                    if self._closing:
+                        break
+                try:
+                    self._step()
+                except Exception:
+                    # A fault in one step fails the requests in flight, not the engine.
+                    logger.exception("%s: engine step failed", self.model_id)
+                    self._fail_running(EngineError("generation failed; see the server log"))
+                self._outbox.flush()
+        finally:
+            self._fail_all(EngineError("the server is shutting down"))
+
+    def _step(self) -> None:
+        self._drop_finished_or_expired()
+        self._admit()
+        context = self._context
+        outputs: list[tuple[RunningSequence, int]] = []
+        for sequence in self._running:
+            if sequence.next_token is not None:
+                slot = sequence.slot
+                row = context.add(sequence.next_token, len(slot.cached), slot.sequence, logits=True)
+                slot.cached.append(sequence.next_token)
+                outputs.append((sequence, row))
+        budget = self._shape.batch_tokens - context.batch_size
+        prefilled = 0
+        for sequence in self._running:
+            if budget <= 0:
+                break
+            if not sequence.prefilling:
                 continue
-            self._running = 1
-            try:
-                self._generated_tokens += run_generation(
-                    self._model, stream.request, stream.events.put, stream.is_cancelled
-                )
-            except Exception:
-                logger.exception("generation failed for %s", stream.request.request_id)
-                stream.events.put(EngineError("generation failed; see the server log"))
-            finally:
-                self._running = 0
-                self._completed += 1
+            slot = sequence.slot
+            start = len(slot.cached)
+            chunk = sequence.prompt[start : start + budget]
+            done = start + len(chunk) == len(sequence.prompt)
+            row = context.add_run(chunk, start, slot.sequence, logits_last=done)
+            slot.cached.extend(chunk)
+            budget -= len(chunk)
+            prefilled += len(chunk)
+            if done:
+                outputs.append((sequence, row))
+        if context.batch_size == 0:
+            return
+        started = time.perf_counter()
+        try:
+            context.decode()
+        except DecodeFailed as exc:
+            logger.error("%s: %s; failing the requests in this step", self.model_id, exc)
+            for sequence, _ in outputs:
+                sequence.slot.cached.clear()
+                context.clear(sequence.slot.sequence)
+                self._release(sequence, EngineError("the model could not decode this request"))
+            return
+        generated = 0
+        for sequence, row in outputs:
+            event = sequence.take_token(context.handle, row, context.logits(row))
+            generated += 1
+            if event is not None:
+                self._outbox.put(sequence.stream, event)
+            if sequence.finished:
+                self._release(sequence)
+        counters = self._counters
+        counters.steps += 1
+        counters.generated += generated
+        counters.prefill += prefilled
+        counters.last_step_ms = (time.perf_counter() - started) * 1000
+        now = time.monotonic()
+        self._recent.append((now, generated))
+        while self._recent and now - self._recent[0][0] > _RATE_WINDOW_S:
+            self._recent.popleft()
+
+    def _drop_finished_or_expired(self) -> None:
+        now = time.monotonic()
+        for sequence in list(self._running):
+            deadline = sequence.deadline
+            if sequence.stream.is_cancelled():
+                self._release(sequence)
+            elif deadline is not None and now > deadline:
+                self._release(sequence, self._timed_out())
+
+    def _admit(self) -> None:
+        now = time.monotonic()
+        with self._wakeup:
+            kept: collections.deque[tuple[GenerationStream, float | None]] = collections.deque()
+            while self._waiting:
+                stream, deadline = self._waiting.popleft()
+                if stream.is_cancelled():
+                    continue
+                if deadline is not None and now > deadline:
+                    self._outbox.put(stream, self._timed_out())
+                    continue
+                placement = self._slots.place(stream.request.prompt_tokens)
+                if placement is None:
+                    kept.append((stream, deadline))
+                    continue
+                self._start(stream, placement, deadline)
+            self._waiting = kept
+
+    def _start(
+        self, stream: GenerationStream, placement: Placement, deadline: float | None
+    ) -> None:
+        slot, reused = placement.slot, placement.reused
+        if placement.copy_from is not None:
+            self._context.copy_prefix(placement.copy_from.sequence, slot.sequence, reused)
+            slot.cached = placement.copy_from.cached[:reused]
+        else:
+            if not self._context.keep_prefix(slot.sequence, reused):
+                self._context.clear(slot.sequence)
+                reused = 0
+            del slot.cached[reused:]
+        slot.prompt = stream.request.prompt_tokens
+        self._counters.cached += reused
+        try:
+            sequence = RunningSequence(
+                stream,
+                self._model,
+                slot,
+                cached_tokens=reused,
+                context_length=self._shape.tokens_per_sequence,
+                deadline=deadline,
+            )
+        except Exception:
+            logger.exception("%s: cannot start %s", self.model_id, stream.request.request_id)
+            slot.prompt = ()
+            self._outbox.put(stream, EngineError("cannot start generation; see the server log"))
+            return
+        self._running.append(sequence)
+
+    def _release(self, sequence: RunningSequence, error: BaseException | None = None) -> None:
+        """Frees the slot; its cache stays for later prompts that share its prefix."""
+        if error is not None:
+            self._outbox.put(sequence.stream, error)
+        sequence.close()
+        sequence.slot.prompt = ()
+        sequence.slot.last_used = self._counters.steps
+        self._running.remove(sequence)
+        self._counters.completed += 1
+
+    def _timed_out(self) -> RequestTimedOut:
+        return RequestTimedOut(
+            f"the request took longer than the server's limit of {self._timeout_s:g} s"
+        )
+
+    def _fail_all(self, error: EngineError) -> None:
+        with self._wakeup:
+            self._closing = True
+            waiting, self._waiting = list(self._waiting), collections.deque()
+        for stream, _ in waiting:
+            self._outbox.put(stream, error)
+        self._fail_running(error)
+        self._outbox.flush()
+
+    def _fail_running(self, error: EngineError) -> None:
+        for sequence in list(self._running):
+            # What the failed step left in this slot's cache is unknown: start it afresh.
+            sequence.slot.cached.clear()
+            self._context.clear(sequence.slot.sequence)
+            self._release(sequence, error)

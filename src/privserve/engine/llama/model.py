@@ -1,11 +1,16 @@
-"""A GGUF file loaded through llama-cpp-python: tokenizer, chat format and the context."""
+"""A GGUF file loaded through llama.cpp: weights, vocabulary, metadata and chat format.
+
+The weights are shared by every context made from them; reading the vocabulary (tokenize,
+detokenize) is safe from any thread, so request handlers do that work off the engine thread.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
-import os
 from collections.abc import Sequence
+from typing import Any
 
 from privserve.config import LlamaConfig
 from privserve.engine.base import ModelSpec, PromptMessage
@@ -14,52 +19,77 @@ from privserve.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
+_METADATA_VALUE_BYTES = 1 << 16  # chat templates run to a few kB; this leaves room
+
+
+_llama_logger = logging.getLogger("llama.cpp")
+_GGML_LOG_LEVEL_ERROR = 4
+
+
+def _forward_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    # llama.cpp narrates every load at INFO and WARN; only its errors matter to an operator.
+    severity = logging.ERROR if level == _GGML_LOG_LEVEL_ERROR else logging.DEBUG
+    if _llama_logger.isEnabledFor(severity):
+        _llama_logger.log(severity, text.decode("utf-8", "replace").rstrip())
+
+
+@functools.cache
+def _log_callback() -> Any:
+    # Cached: llama.cpp keeps the pointer, so the ctypes callback must live as long as we do.
+    import llama_cpp
+
+    return llama_cpp.llama_log_callback(_forward_log)
+
+
+def quiet_llama_cpp_logs() -> None:
+    """Sends llama.cpp's log to Python logging instead of stderr."""
+    import llama_cpp
+
+    llama_cpp.llama_log_set(_log_callback(), ctypes.c_void_p(0))
+
 
 class LlamaModel:
-    """Owns one `llama_cpp.Llama`; only the engine's worker thread may decode with it.
-
-    Tokenizing and detokenizing read the vocabulary only, which llama.cpp allows from any
-    thread, so request handlers do that work off the engine thread.
-    """
-
     def __init__(self, spec: ModelSpec, config: LlamaConfig) -> None:
         import llama_cpp
 
         if not spec.path.is_file():
             raise ModelLoadError(f"model file not found: {spec.path}")
+        quiet_llama_cpp_logs()
+        llama_cpp.llama_backend_init()
         self.spec = spec
-        self._llama_cpp = llama_cpp
-        threads = config.n_threads or os.cpu_count() or 1
-        try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(spec.path),
-                n_ctx=config.n_ctx,
-                n_batch=config.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=config.n_gpu_layers,
-                logits_all=False,
-                verbose=False,
-            )
-        except ValueError as exc:
-            raise ModelLoadError(f"cannot load {spec.path}: {exc}") from exc
-        self._vocab = self.llm._model.vocab
-        self.context_length: int = self.llm.n_ctx()
-        self.vocab_size: int = self.llm.n_vocab()
-        metadata: dict[str, str] = dict(self.llm.metadata)
-        self._add_bos = metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
-        bos = self.piece(self.llm.token_bos(), special=True).decode("utf-8", "replace")
-        eos = self.piece(self.llm.token_eos(), special=True).decode("utf-8", "replace")
+        self.lib: Any = llama_cpp
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = config.n_gpu_layers
+        self.handle = llama_cpp.llama_model_load_from_file(str(spec.path).encode(), params)
+        if not self.handle:
+            raise ModelLoadError(f"cannot load {spec.path}: llama.cpp rejected the file")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.handle)
+        self.vocab_size: int = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.trained_context_length: int = llama_cpp.llama_model_n_ctx_train(self.handle)
+        self.metadata = self._read_metadata()
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        bos = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
+        eos = self.piece(llama_cpp.llama_vocab_eos(self.vocab), special=True)
         self.chat_format: ChatFormat = select_chat_format(
-            metadata, override=spec.chat_template, bos_token=bos, eos_token=eos
+            self.metadata,
+            override=spec.chat_template,
+            bos_token=bos.decode("utf-8", "replace"),
+            eos_token=eos.decode("utf-8", "replace"),
         )
         logger.info(
-            "loaded %s from %s: context %d, chat format %s",
-            spec.model_id,
-            spec.path,
-            self.context_length,
-            self.chat_format.name,
+            "loaded %s from %s: chat format %s", spec.model_id, spec.path, self.chat_format.name
         )
+
+    def _read_metadata(self) -> dict[str, str]:
+        buffer = ctypes.create_string_buffer(_METADATA_VALUE_BYTES)
+        metadata = {}
+        for i in range(self.lib.llama_model_meta_count(self.handle)):
+            n = self.lib.llama_model_meta_key_by_index(self.handle, i, buffer, len(buffer))
+            key = buffer.value.decode("utf-8", "replace") if n >= 0 else ""
+            n = self.lib.llama_model_meta_val_str_by_index(self.handle, i, buffer, len(buffer))
+            if key and n >= 0:
+                metadata[key] = buffer.value.decode("utf-8", "replace")
+        return metadata
 
     def render_chat(self, messages: Sequence[PromptMessage]) -> str:
         return self.chat_format.render(messages)
@@ -71,21 +101,30 @@ class LlamaModel:
         add_bos = self._add_bos and not (is_chat and bos_text and text.startswith(bos_text))
         # A lone surrogate (`\ud800` in JSON) cannot be UTF-8: replace it, do not fail.
         data = text.encode("utf-8", errors="replace")
-        tokens: list[int] = self.llm.tokenize(data, add_bos=add_bos, special=True)
-        return tokens
+        capacity = len(data) + 8
+        while True:
+            tokens = (self.lib.llama_token * capacity)()
+            n = self.lib.llama_tokenize(
+                self.vocab, data, len(data), tokens, capacity, add_bos, True
+            )
+            if n >= 0:
+                return list(tokens[:n])
+            capacity = -n
 
     def is_end_of_generation(self, token: int) -> bool:
-        return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return bool(self.lib.llama_vocab_is_eog(self.vocab, token))
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         """The bytes of one token; llama-cpp-python's own helper truncates pieces past 32 bytes."""
         size = 64
         while True:
             buffer = ctypes.create_string_buffer(size)
-            n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, special)
+            n = self.lib.llama_token_to_piece(self.vocab, token, buffer, size, 0, special)
             if n >= 0:
                 return buffer.raw[:n]
             size = -n
 
     def close(self) -> None:
-        self.llm.close()
+        if self.handle:
+            self.lib.llama_model_free(self.handle)
+            self.handle = None

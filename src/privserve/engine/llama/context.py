@@ -1,0 +1,132 @@
+"""One llama.cpp context with many sequences: a batch to fill, one decode, per-row logits.
+
+Only the engine thread touches a context. The KV cache is unified, so sequences can share
+cached prefixes (`copy_prefix`) at no cost, and SWA layers keep their full window so a
+prefix kept from an earlier request is always complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from privserve.engine.llama.model import LlamaModel
+from privserve.errors import EngineError, ModelLoadError
+
+
+@dataclass(frozen=True)
+class ContextShape:
+    sequences: int  # parallel slots
+    tokens_per_sequence: int  # the context window one request sees
+    batch_tokens: int  # tokens per decode step, decode and prefill together
+    threads: int
+
+
+class DecodeFailed(EngineError):
+    """llama_decode refused the batch: out of KV cells, or an internal error."""
+
+
+class LlamaContext:
+    def __init__(self, model: LlamaModel, shape: ContextShape) -> None:
+        lib = model.lib
+        self._lib: Any = lib
+        self.shape = shape
+        self.vocab_size = model.vocab_size
+        params = lib.llama_context_default_params()
+        # Each slot may hold a full window; cells shared by a copied prefix count once.
+        params.n_ctx = shape.tokens_per_sequence * shape.sequences
+        params.n_batch = shape.batch_tokens
+        params.n_ubatch = min(shape.batch_tokens, 512)
+        params.n_seq_max = shape.sequences
+        params.n_threads = shape.threads
+        params.n_threads_batch = shape.threads
+        params.kv_unified = True
+        params.swa_full = True
+        params.no_perf = True
+        self._ctx = lib.llama_init_from_model(model.handle, params)
+        if not self._ctx:
+            raise ModelLoadError(
+                f"cannot create a context of {params.n_ctx} tokens for {model.spec.model_id}; "
+                "lower the context size or the parallel slots"
+            )
+        self._memory = lib.llama_get_memory(self._ctx)
+        self._batch = lib.llama_batch_init(shape.batch_tokens, 0, 1)
+        capacity = shape.batch_tokens
+        # numpy views over the batch's C arrays: filling a batch costs no ctypes call per token.
+        self._tokens = np.ctypeslib.as_array(self._batch.token, shape=(capacity,))
+        self._positions = np.ctypeslib.as_array(self._batch.pos, shape=(capacity,))
+        self._n_seq_ids = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(capacity,))
+        self._wants_logits = np.ctypeslib.as_array(self._batch.logits, shape=(capacity,))
+        self._seq_id_rows = [self._batch.seq_id[i] for i in range(capacity)]
+        self._size = 0
+
+    # -- batch ---------------------------------------------------------------------------
+
+    @property
+    def batch_size(self) -> int:
+        return self._size
+
+    def add(self, token: int, position: int, sequence: int, *, logits: bool) -> int:
+        """Queues one token; returns its index in the batch (the logits row id when asked)."""
+        i = self._size
+        self._tokens[i] = token
+        self._positions[i] = position
+        self._n_seq_ids[i] = 1
+        self._seq_id_rows[i][0] = sequence
+        self._wants_logits[i] = logits
+        self._size = i + 1
+        return i
+
+    def add_run(self, tokens: list[int], start: int, sequence: int, *, logits_last: bool) -> int:
+        """Queues consecutive prompt tokens of one sequence; returns the last one's index."""
+        i, n = self._size, len(tokens)
+        self._tokens[i : i + n] = tokens
+        self._positions[i : i + n] = np.arange(start, start + n, dtype=np.int32)
+        self._n_seq_ids[i : i + n] = 1
+        for row in self._seq_id_rows[i : i + n]:
+            row[0] = sequence
+        self._wants_logits[i : i + n] = 0
+        self._wants_logits[i + n - 1] = logits_last
+        self._size = i + n
+        return i + n - 1
+
+    def decode(self) -> None:
+        """Runs the queued batch through the model, then empties it."""
+        self._batch.n_tokens = self._size
+        self._size = 0
+        status = self._lib.llama_decode(self._ctx, self._batch)
+        if status != 0:
+            raise DecodeFailed(f"llama_decode returned {status}")
+
+    def logits(self, index: int) -> npt.NDArray[np.float32]:
+        """The logits row of batch token `index` after `decode` (a view: copy to keep it)."""
+        pointer = self._lib.llama_get_logits_ith(self._ctx, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.vocab_size,))
+
+    @property
+    def handle(self) -> Any:
+        """The raw context, for llama.cpp samplers."""
+        return self._ctx
+
+    # -- KV cache ------------------------------------------------------------------------
+
+    def keep_prefix(self, sequence: int, length: int) -> bool:
+        """Drops the sequence's cache from `length` on; False if this memory cannot cut there."""
+        return bool(self._lib.llama_memory_seq_rm(self._memory, sequence, length, -1))
+
+    def clear(self, sequence: int) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, sequence, -1, -1)
+
+    def copy_prefix(self, source: int, target: int, length: int) -> None:
+        """Makes `target` hold the first `length` cached tokens of `source` (shared cells)."""
+        self.clear(target)
+        self._lib.llama_memory_seq_cp(self._memory, source, target, 0, length)
+
+    def close(self) -> None:
+        if self._ctx:
+            self._lib.llama_batch_free(self._batch)
+            self._lib.llama_free(self._ctx)
+            self._ctx = None

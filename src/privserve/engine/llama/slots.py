@@ -1,0 +1,89 @@
+"""Sequence slots and the prefix cache: which slot a new prompt takes and what it keeps.
+
+Each slot remembers the tokens whose KV its sequence holds. A new prompt goes to the free
+slot with the longest common prefix and decodes only the rest; when a busy slot holds a
+longer prefix, that prefix is copied into a free slot instead of being computed again; when
+a slot is still computing a prompt this one shares (the n choices of one request, a burst of
+questions over one knowledge base), the new prompt waits a step and copies it then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    differs = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(differs[0]) if differs.size else n
+
+
+@dataclass
+class Slot:
+    sequence: int
+    cached: list[int] = field(default_factory=list)  # tokens in the KV cache, from position 0
+    prompt: Sequence[int] = ()  # the prompt being served; empty when free
+    last_used: int = 0
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.prompt)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.busy and len(self.cached) < len(self.prompt)
+
+
+@dataclass(frozen=True)
+class Placement:
+    slot: Slot
+    reused: int  # prompt tokens whose KV is already there (kept or copied)
+    copy_from: Slot | None = None
+
+
+class SlotTable:
+    def __init__(self, count: int) -> None:
+        self.slots = [Slot(i) for i in range(count)]
+
+    def free(self) -> list[Slot]:
+        return [s for s in self.slots if not s.busy]
+
+    def busy(self) -> list[Slot]:
+        return [s for s in self.slots if s.busy]
+
+    def place(self, prompt: Sequence[int]) -> Placement | None:
+        """Where `prompt` should run, or None when no slot is free or it should wait a step.
+
+        At least the prompt's last token is always decoded again: its logits pick the first
+        token of the answer.
+        """
+        free = self.free()
+        if not free:
+            return None
+        limit = len(prompt) - 1
+
+        def reusable(slot: Slot) -> int:
+            return min(common_prefix(slot.cached, prompt), limit)
+
+        best_free = max(free, key=lambda s: (reusable(s), s.last_used))
+        free_reuse = reusable(best_free)
+        busy = self.busy()
+        best_busy = max(busy, key=reusable, default=None)
+        busy_reuse = reusable(best_busy) if best_busy is not None else 0
+        coming = max(
+            (min(common_prefix(s.prompt, prompt), limit) for s in busy if s.prefilling),
+            default=0,
+        )
+        if coming > max(free_reuse, busy_reuse):
+            return None
+        if best_busy is not None and busy_reuse > free_reuse:
+            target = min(free, key=lambda s: s.last_used)
+            return Placement(target, busy_reuse, copy_from=best_busy)
+        if free_reuse > 0:
+            return Placement(best_free, free_reuse)
+        return Placement(min(free, key=lambda s: s.last_used), 0)
