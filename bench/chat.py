@@ -1,12 +1,19 @@
-"""Chat serving benchmark: privserve against llama-cpp-python's own server, in one run.
+"""Chat serving benchmark: privserve against llama.cpp's servers and the raw ceiling, one run.
 
-Both serve the bundled model with the same threads and context; each is driven in turn
-(never both at once, so they do not share the CPU) by 1, 4 and 16 concurrent streaming
-clients with a bounded number of requests. Prints a table and writes JSON with aggregate
-completion tokens/s, time to first token and latency percentiles, and privserve/reference
-ratios.
+Every server serves the bundled model with the same threads and per-request context and is
+driven in turn (never two at once, so they do not share the CPU):
 
-    python bench/chat.py [--levels 1 4 16] [--max-tokens 64] [--out bench/results/chat.json]
+- streaming chat clients at each concurrency level, 128 completion tokens per request,
+  temperature 0, a bounded number of requests: aggregate tok/s, TTFT and latency p50/p95;
+- prefix reuse: four ~1,500-token system prompts, eight questions each, interleaved: warm
+  against cold time to first token;
+- the raw ceiling: the library's batched greedy decode in process (bench/ceiling.py).
+
+References: llama-cpp-python's server (`python -m llama_cpp.server`) and llama.cpp's C++
+`llama-server` (built by bench/build_llama_server.sh; skipped, saying so, when absent).
+Prints tables, writes JSON with every figure and the privserve/reference ratios.
+
+    python bench/chat.py [--levels 1 4 8 16 32] [--max-tokens 128] [--parallel 16]
 """
 
 from __future__ import annotations
@@ -16,283 +23,243 @@ import asyncio
 import json
 import os
 import secrets
-import socket
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-MODEL_ID = "gemma3-270m"
-PROMPTS = [
-    "Write a long story about a lighthouse keeper and a storm.",
-    "Explain in detail how bread is made, step by step.",
-    "Describe a journey across a desert, day by day.",
-    "Write a letter to a friend about a summer at the sea.",
+from ceiling import CeilingResult, raw_decode
+from load import LevelResult, drive
+from prefix import PrefixResult, interleaved, system_prompts
+from servers import (
+    MODEL_ID,
+    Running,
+    find_llama_server,
+    start_llama_cpp_python,
+    start_llama_server,
+    start_privserve,
+)
+
+TARGETS = [
+    # (what, ratio key, concurrency, minimum or maximum)
+    ("tok/s at 16 vs llama-server", "llama-server", 16, 1.1),
+    ("tok/s at 16 vs llama_cpp.server", "llama_cpp.server", 16, 3.0),
+    ("tok/s at 16 vs raw ceiling", "ceiling", 16, 0.85),
+    ("tok/s at 1 vs llama-server", "llama-server", 1, 0.95),
 ]
 
 
-@dataclass
-class LevelResult:
-    server: str
-    concurrency: int
-    requests: int
-    completion_tokens: int
-    wall_s: float
-    tokens_per_s: float
-    ttft_p50_s: float
-    ttft_p95_s: float
-    latency_p50_s: float
-    latency_p95_s: float
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(url)
-
-
-def start_privserve(
-    home: Path, key: str, threads: int, ctx: int
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "PRIVSERVE_HOME": str(home), "PRIVSERVE_API_KEY": key}
-    cmd = [
-        sys.executable,
-        "-m",
-        "privserve",
-        "serve",
-        "--port",
-        str(port),
-        "--threads",
-        str(threads),
-        "--ctx-size",
-        str(ctx),
-    ]
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(f"http://127.0.0.1:{port}/health", process)
-    return process, f"http://127.0.0.1:{port}"
-
-
-def start_reference(
-    model_path: Path, threads: int, ctx: int
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    # A fair setup: its defaults use one thread, a wrong chat template, logits for every
-    # prompt token (slow prefill) and cut concurrent streams short.
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(model_path),
-        "--model_alias",
-        MODEL_ID,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_threads",
-        str(threads),
-        "--n_threads_batch",
-        str(threads),
-        "--n_ctx",
-        str(ctx),
-        "--chat_format",
-        "gemma",
-        "--logits_all",
-        "False",
-        "--interrupt_requests",
-        "False",
-    ]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(f"http://127.0.0.1:{port}/v1/models", process)
-    return process, f"http://127.0.0.1:{port}"
-
-
-async def one_request(
-    http: httpx.AsyncClient, prompt: str, max_tokens: int
-) -> tuple[float, float, int]:
-    """Returns (time to first token, latency, completion tokens) for one streamed chat."""
-    payload = {
-        "model": MODEL_ID,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    started = time.perf_counter()
-    first: float | None = None
-    content_chunks = 0
-    usage_tokens: int | None = None
-    async with http.stream("POST", "/v1/chat/completions", json=payload) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                usage_tokens = chunk["usage"]["completion_tokens"]
-            for choice in chunk.get("choices") or []:
-                if choice.get("delta", {}).get("content"):
-                    content_chunks += 1
-                    if first is None:
-                        first = time.perf_counter() - started
-    latency = time.perf_counter() - started
-    return (first if first is not None else latency), latency, usage_tokens or content_chunks
-
-
-async def drive(
-    base_url: str, key: str, server: str, concurrency: int, requests: int, max_tokens: int
-) -> LevelResult:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
-    samples: list[tuple[float, float, int]] = []
-    limits = httpx.Limits(max_connections=concurrency + 4)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=600, limits=limits
-    ) as http:
-
-        async def client() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                samples.append(await one_request(http, PROMPTS[i % len(PROMPTS)], max_tokens))
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    ttfts = [s[0] for s in samples]
-    latencies = [s[1] for s in samples]
-    tokens = sum(s[2] for s in samples)
-    return LevelResult(
-        server,
-        concurrency,
-        requests,
-        tokens,
-        wall,
-        tokens / wall,
-        percentile(ttfts, 50),
-        percentile(ttfts, 95),
-        percentile(latencies, 50),
-        percentile(latencies, 95),
-    )
-
-
-def bench_server(
-    name: str,
-    process: subprocess.Popen[bytes],
-    base_url: str,
-    key: str,
-    levels: list[int],
-    max_tokens: int,
+def bench_levels(
+    running: Running, key: str, levels: list[int], max_tokens: int, console: Console
 ) -> list[LevelResult]:
-    try:
-        asyncio.run(drive(base_url, key, name, 1, 1, 8))  # warm-up
-        return [asyncio.run(drive(base_url, key, name, c, max(4, c), max_tokens)) for c in levels]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    asyncio.run(drive(running.base_url, key, running.name, 1, 1, 8, MODEL_ID))  # warm-up
+    results = []
+    for level in levels:
+        # Enough requests to keep every client busy for two answers, at least four in all.
+        result = asyncio.run(
+            drive(
+                running.base_url, key, running.name, level, max(4, 2 * level), max_tokens, MODEL_ID
+            )
+        )
+        console.print(
+            f"  {running.name} x{level}: {result.tokens_per_s:.1f} tok/s, "
+            f"TTFT p50 {result.ttft_p50_s:.3f} s"
+        )
+        results.append(result)
+    return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--ctx", type=int, default=4096)
+    parser.add_argument("--ctx", type=int, default=4096, help="context per request")
+    parser.add_argument(
+        "--parallel", type=int, default=16, help="slots, privserve and llama-server"
+    )
+    parser.add_argument("--prefix-words", type=int, default=1150, help="~1,500 tokens")
+    parser.add_argument("--skip", nargs="*", default=[], help="servers to leave out")
     parser.add_argument("--out", type=Path, default=Path("bench/results/chat.json"))
+    parser.add_argument("--logs", type=Path, default=Path("bench/results/logs"))
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=120)
     key = "bench-" + secrets.token_urlsafe(12)
+    levels: dict[str, list[LevelResult]] = {}
+    prefixes: list[PrefixResult] = []
+    notes: list[str] = []
+    prompts = system_prompts(4, args.prefix_words)
+    args.logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        process, url = start_privserve(home, key, args.threads, args.ctx)
-        console.print(f"privserve at {url}")
-        ours = bench_server("privserve", process, url, key, args.levels, args.max_tokens)
+        running = start_privserve(
+            home, key, args.threads, args.ctx, args.parallel, args.logs / "privserve.log"
+        )
         [model_path] = (home / "models").glob("*.gguf")
-        process, url = start_reference(model_path, args.threads, args.ctx)
-        console.print(f"llama_cpp.server at {url}")
-        theirs = bench_server("llama_cpp.server", process, url, key, args.levels, args.max_tokens)
+        try:
+            console.print(f"privserve at {running.base_url}")
+            levels["privserve"] = bench_levels(running, key, args.levels, args.max_tokens, console)
+            prefixes.append(
+                asyncio.run(interleaved(running.base_url, key, running.name, prompts, MODEL_ID))
+            )
+        finally:
+            running.stop()
 
-    table = Table(title=f"chat, {args.max_tokens} tokens per request, {args.threads} threads")
+        binary = find_llama_server()
+        if "llama-server" in args.skip:
+            notes.append("llama-server: skipped by --skip")
+        elif binary is None or not binary.exists():
+            notes.append(
+                "llama-server: not found; run bench/build_llama_server.sh "
+                "(or set PRIVSERVE_BENCH_LLAMA_SERVER) to include it"
+            )
+        else:
+            running = start_llama_server(
+                binary,
+                model_path,
+                args.threads,
+                args.ctx,
+                args.parallel,
+                args.logs / "llama-server.log",
+            )
+            try:
+                console.print(f"llama-server at {running.base_url} ({binary})")
+                levels["llama-server"] = bench_levels(
+                    running, key, args.levels, args.max_tokens, console
+                )
+                prefixes.append(
+                    asyncio.run(interleaved(running.base_url, key, running.name, prompts, MODEL_ID))
+                )
+            finally:
+                running.stop()
+
+        if "llama_cpp.server" in args.skip:
+            notes.append("llama_cpp.server: skipped by --skip")
+        else:
+            running = start_llama_cpp_python(
+                model_path, args.threads, args.ctx, args.logs / "llama_cpp.server.log"
+            )
+            try:
+                console.print(f"llama_cpp.server at {running.base_url}")
+                levels["llama_cpp.server"] = bench_levels(
+                    running, key, args.levels, args.max_tokens, console
+                )
+            finally:
+                running.stop()
+
+        console.print("raw ceiling (in process)")
+        ceiling = raw_decode(model_path, args.threads, args.ctx, args.levels, args.max_tokens)
+
+    ratios = report(console, args, levels, prefixes, ceiling, notes)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": MODEL_ID,
+                "max_tokens": args.max_tokens,
+                "threads": args.threads,
+                "parallel": args.parallel,
+                "ctx_per_request": args.ctx,
+                "levels": {name: [asdict(r) for r in rs] for name, rs in levels.items()},
+                "prefix_reuse": [asdict(p) for p in prefixes],
+                "ceiling": [asdict(c) for c in ceiling],
+                "ratios": ratios,
+                "notes": notes,
+            },
+            indent=2,
+        )
+    )
+    console.print(f"wrote {args.out}")
+
+
+def report(
+    console: Console,
+    args: argparse.Namespace,
+    levels: dict[str, list[LevelResult]],
+    prefixes: list[PrefixResult],
+    ceiling: list[CeilingResult],
+    notes: list[str],
+) -> dict[str, Any]:
+    table = Table(
+        title=f"streaming chat, {args.max_tokens} tokens per request, {args.threads} threads"
+    )
     for column in ("server", "clients", "tok/s", "TTFT p50", "TTFT p95", "lat p50", "lat p95"):
         table.add_column(column, justify="right")
-    ratios = []
-    for mine, ref in zip(ours, theirs, strict=True):
-        for r in (mine, ref):
+    ceiling_by_batch = {c.batch: c for c in ceiling}
+    references = [name for name in levels if name != "privserve"]
+    ratio_table = Table(title="privserve tok/s as a ratio of each reference (higher is better)")
+    for column in ("clients", *(f"vs {name}" for name in references), "vs raw ceiling"):
+        ratio_table.add_column(column, justify="right")
+    ratios: dict[str, Any] = {}
+    for i, level in enumerate(args.levels):
+        ours = levels["privserve"][i]
+        for rs in levels.values():
+            r = rs[i]
             table.add_row(
                 r.server,
-                str(r.concurrency),
+                str(level),
                 f"{r.tokens_per_s:.1f}",
                 f"{r.ttft_p50_s:.3f}",
                 f"{r.ttft_p95_s:.3f}",
                 f"{r.latency_p50_s:.2f}",
                 f"{r.latency_p95_s:.2f}",
             )
-        ratio = {
-            "concurrency": mine.concurrency,
-            "tokens_per_s": mine.tokens_per_s / ref.tokens_per_s,
-            "ttft_p50": mine.ttft_p50_s / ref.ttft_p50_s,
-            "ttft_p95": mine.ttft_p95_s / ref.ttft_p95_s,
-            "latency_p50": mine.latency_p50_s / ref.latency_p50_s,
-            "latency_p95": mine.latency_p95_s / ref.latency_p95_s,
-        }
-        ratios.append(ratio)
+        raw = ceiling_by_batch[level]
         table.add_row(
-            "ratio",
-            str(mine.concurrency),
-            f"{ratio['tokens_per_s']:.2f}x",
-            f"{ratio['ttft_p50']:.2f}x",
-            f"{ratio['ttft_p95']:.2f}x",
-            f"{ratio['latency_p50']:.2f}x",
-            f"{ratio['latency_p95']:.2f}x",
-            end_section=True,
+            "raw ceiling", str(level), f"{raw.tokens_per_s:.1f}", "", "", "", "", end_section=True
+        )
+        level_ratios: dict[str, dict[str, float]] = {}
+        for name in references:
+            ref = levels[name][i]
+            level_ratios[name] = {
+                "tokens_per_s": ours.tokens_per_s / ref.tokens_per_s,
+                "ttft_p50": ours.ttft_p50_s / ref.ttft_p50_s,
+                "latency_p50": ours.latency_p50_s / ref.latency_p50_s,
+            }
+        level_ratios["ceiling"] = {"tokens_per_s": ours.tokens_per_s / raw.tokens_per_s}
+        ratios[str(level)] = level_ratios
+        ratio_table.add_row(
+            str(level), *(f"{v['tokens_per_s']:.2f}x" for v in level_ratios.values())
         )
     console.print(table)
-    console.print("ratio = privserve / llama_cpp.server (tok/s: higher is better; times: lower)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "reference": "llama_cpp.server (llama-cpp-python)",
-                "model": MODEL_ID,
-                "max_tokens": args.max_tokens,
-                "threads": args.threads,
-                "results": [asdict(r) for r in ours + theirs],
-                "ratios": ratios,
-            },
-            indent=2,
+    console.print(ratio_table)
+
+    prefix_table = Table(title="prefix reuse: 4 system prompts x 8 questions, interleaved")
+    columns = ("server", "prompt tokens", "warm cached", "cold TTFT", "warm TTFT", "warm / cold")
+    for column in columns:
+        prefix_table.add_column(column, justify="right")
+    for p in prefixes:
+        prefix_table.add_row(
+            p.server,
+            f"{p.prompt_tokens_mean:.0f}",
+            f"{p.warm_cached_tokens_mean:.0f}",
+            f"{p.cold_ttft_mean_s:.3f}",
+            f"{p.warm_ttft_mean_s:.3f}",
+            f"{p.warm_over_cold:.3f}",
         )
-    )
-    console.print(f"wrote {args.out}")
+    console.print(prefix_table)
+    ratios["prefix_warm_over_cold"] = {p.server: p.warm_over_cold for p in prefixes}
+
+    targets = Table(title="targets")
+    for column in ("target", "ratio", "goal", "met"):
+        targets.add_column(column, justify="right")
+    for what, ref, level, goal in TARGETS:
+        value = ratios.get(str(level), {}).get(ref, {}).get("tokens_per_s")
+        if value is None:
+            targets.add_row(what, "n/a", f">= {goal}", "not measured")
+        else:
+            targets.add_row(what, f"{value:.2f}", f">= {goal}", "yes" if value >= goal else "NO")
+    ours = next((p for p in prefixes if p.server == "privserve"), None)
+    if ours is not None:
+        met = "yes" if ours.warm_over_cold <= 0.1 else "NO"
+        targets.add_row("warm / cold TTFT", f"{ours.warm_over_cold:.3f}", "<= 0.1", met)
+    console.print(targets)
+    for note in notes:
+        console.print(note)
+    return ratios
 
 
 if __name__ == "__main__":

@@ -47,10 +47,9 @@ class SamplingParams:
 
     @property
     def is_greedy(self) -> bool:
-        """Plain argmax: no randomness and nothing that reshapes the logits first."""
+        """Argmax of the (biased) logits, with no penalties that depend on the history."""
         return (
             self.temperature == 0.0
-            and not self.logit_bias
             and self.presence_penalty == 0.0
             and self.frequency_penalty == 0.0
             and self.repetition_penalty == 1.0

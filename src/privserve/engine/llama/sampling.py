@@ -1,7 +1,7 @@
 """Choosing each sequence's next token, and the log-probabilities OpenAI clients ask for.
 
-Greedy requests take the argmax of the logits row in numpy: no candidate array of the whole
-vocabulary is built. Every other request gets its own llama.cpp sampler chain, seeded so a
+Greedy requests take the argmax of the logits row (plus any logit bias) in numpy: no candidate
+array of the whole vocabulary is built. Every other request gets its own llama.cpp sampler chain, seeded so a
 request with a `seed` repeats.
 """
 
@@ -29,6 +29,8 @@ class TokenSampler:
     def __init__(self, model: LlamaModel, params: SamplingParams) -> None:
         self._lib: Any = model.lib
         self._chain: Any = None if params.is_greedy else self._build_chain(model, params)
+        self._bias_tokens = np.array([t for t, _ in params.logit_bias], dtype=np.intp)
+        self._bias_values = np.array([b for _, b in params.logit_bias], dtype=np.float32)
 
     def _build_chain(self, model: LlamaModel, params: SamplingParams) -> Any:
         lib = self._lib
@@ -70,6 +72,9 @@ class TokenSampler:
     def sample(self, context_handle: Any, row: int, logits: npt.NDArray[np.float32]) -> int:
         """The next token from batch row `row`, whose logits are `logits`."""
         if self._chain is None:
+            if self._bias_tokens.size:
+                logits = logits.copy()
+                np.add.at(logits, self._bias_tokens, self._bias_values)
             return int(np.argmax(logits))
         return int(self._lib.llama_sampler_sample(self._chain, context_handle, row))
 

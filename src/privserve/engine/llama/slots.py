@@ -1,8 +1,9 @@
 """Sequence slots and the prefix cache: which slot a new prompt takes and what it keeps.
 
-Each slot remembers the tokens whose KV its sequence holds. A new prompt goes to the free
-slot with the longest common prefix and decodes only the rest; when a busy slot holds a
-longer prefix, that prefix is copied into a free slot instead of being computed again; when
+Each slot remembers the tokens whose KV its sequence holds. A new prompt finds the slot with
+the longest common prefix and decodes only the rest: in that slot when it is free and the
+prefix is most of its cache, else in an empty (or the least recently used) slot into which
+the prefix is copied, so a long cached prompt is not evicted for a short shared start. When
 a slot is still computing a prompt this one shares (the n choices of one request, a burst of
 questions over one knowledge base), the new prompt waits a step and copies it then.
 """
@@ -70,20 +71,22 @@ class SlotTable:
         def reusable(slot: Slot) -> int:
             return min(common_prefix(slot.cached, prompt), limit)
 
-        best_free = max(free, key=lambda s: (reusable(s), s.last_used))
-        free_reuse = reusable(best_free)
-        busy = self.busy()
-        best_busy = max(busy, key=reusable, default=None)
-        busy_reuse = reusable(best_busy) if best_busy is not None else 0
+        # Ties go to a free slot: then nothing needs copying.
+        source = max(self.slots, key=lambda s: (reusable(s), not s.busy))
+        reused = reusable(source)
         coming = max(
-            (min(common_prefix(s.prompt, prompt), limit) for s in busy if s.prefilling),
+            (min(common_prefix(s.prompt, prompt), limit) for s in self.busy() if s.prefilling),
             default=0,
         )
-        if coming > max(free_reuse, busy_reuse):
+        if coming > reused:
             return None
-        if best_busy is not None and busy_reuse > free_reuse:
-            target = min(free, key=lambda s: s.last_used)
-            return Placement(target, busy_reuse, copy_from=best_busy)
-        if free_reuse > 0:
-            return Placement(best_free, free_reuse)
-        return Placement(min(free, key=lambda s: s.last_used), 0)
+        # Continue in the source slot when most of its cache is this prompt's prefix (the
+        # next turn of a conversation, the next question on the same notes); a short shared
+        # start (a BOS, a chat header) is not worth evicting a long cache for.
+        if not source.busy and 2 * reused >= len(source.cached):
+            return Placement(source, reused)
+        empty = [s for s in free if not s.cached]
+        target = empty[0] if empty else min(free, key=lambda s: s.last_used)
+        if target is source:
+            return Placement(target, reused)
+        return Placement(target, reused, copy_from=source if reused else None)

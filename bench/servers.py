@@ -1,0 +1,110 @@
+"""The servers bench/chat.py compares: privserve, llama-cpp-python's server, llama-server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+MODEL_ID = "gemma3-270m"
+LLAMA_SERVER_ENV = "PRIVSERVE_BENCH_LLAMA_SERVER"
+LLAMA_SERVER_CACHE = Path.home() / ".cache" / "privserve-bench"
+
+
+@dataclass
+class Running:
+    name: str
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(url)
+
+
+def launch(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Starts a server with its output in `log`, for reading when a run goes wrong."""
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_privserve(
+    home: Path, key: str, threads: int, ctx: int, parallel: int, log: Path
+) -> Running:
+    port = free_port()
+    env = {**os.environ, "PRIVSERVE_HOME": str(home), "PRIVSERVE_API_KEY": key}
+    cmd = [sys.executable, "-m", "privserve", "serve", "--port", str(port)]
+    cmd += ["--threads", str(threads), "--ctx-size", str(ctx), "--parallel", str(parallel)]
+    process = launch(cmd, log, env)
+    wait_ready(f"http://127.0.0.1:{port}/health", process)
+    return Running("privserve", process, f"http://127.0.0.1:{port}")
+
+
+def start_llama_cpp_python(model_path: Path, threads: int, ctx: int, log: Path) -> Running:
+    port = free_port()
+    # A fair setup: its defaults use one thread, a wrong chat template, logits for every
+    # prompt token (slow prefill) and cut concurrent streams short.
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path)]
+    cmd += ["--model_alias", MODEL_ID, "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", str(ctx)]
+    cmd += ["--chat_format", "gemma", "--logits_all", "False", "--interrupt_requests", "False"]
+    process = launch(cmd, log)
+    wait_ready(f"http://127.0.0.1:{port}/v1/models", process)
+    return Running("llama_cpp.server", process, f"http://127.0.0.1:{port}")
+
+
+def find_llama_server() -> Path | None:
+    """llama.cpp's C++ server built by bench/build_llama_server.sh, or named by the env."""
+    named = os.environ.get(LLAMA_SERVER_ENV)
+    if named:
+        return Path(named)
+    built = sorted(LLAMA_SERVER_CACHE.glob("llama-server-*/bin/llama-server"))
+    if built:
+        return built[-1]
+    on_path = shutil.which("llama-server")
+    return Path(on_path) if on_path else None
+
+
+def start_llama_server(
+    binary: Path, model_path: Path, threads: int, ctx: int, parallel: int, log: Path
+) -> Running:
+    port = free_port()
+    # Its context is shared by the slots (-kvu): give it what privserve gives all its slots.
+    cmd = [str(binary), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["-a", MODEL_ID, "-np", str(parallel), "-cb", "-kvu", "-t", str(threads)]
+    cmd += ["-tb", str(threads), "-c", str(ctx * parallel), "--no-jinja"]
+    cmd += ["--chat-template", "gemma", "--no-webui"]
+    process = launch(cmd, log)
+    wait_ready(f"http://127.0.0.1:{port}/health", process)
+    return Running("llama-server", process, f"http://127.0.0.1:{port}")

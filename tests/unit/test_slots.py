@@ -1,0 +1,81 @@
+"""Slot choice and prefix reuse, without a model."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from privserve.engine.llama.engine import default_parallel
+from privserve.engine.llama.slots import SlotTable, common_prefix
+
+
+@given(st.lists(st.integers(0, 3), max_size=30), st.lists(st.integers(0, 3), max_size=30))
+def test_common_prefix_matches_a_plain_loop(a: list[int], b: list[int]) -> None:
+    expected = 0
+    while expected < min(len(a), len(b)) and a[expected] == b[expected]:
+        expected += 1
+    assert common_prefix(a, b) == expected
+
+
+def test_free_slot_with_the_longest_prefix_wins_and_the_last_token_is_recomputed() -> None:
+    table = SlotTable(3)
+    table.slots[0].cached = [1, 2, 9]
+    table.slots[1].cached = [1, 2, 3, 4, 5]
+    placement = table.place([1, 2, 3, 4])
+    assert placement is not None
+    assert placement.slot is table.slots[1]
+    assert placement.reused == 3  # not 4: the last prompt token's logits are needed
+    assert placement.copy_from is None
+
+
+def test_cold_prompt_takes_the_least_recently_used_slot() -> None:
+    table = SlotTable(3)
+    for slot, used in zip(table.slots, (5, 1, 3), strict=True):
+        slot.cached, slot.last_used = [7, 7], used
+    placement = table.place([1, 2, 3])
+    assert placement is not None and placement.slot is table.slots[1] and placement.reused == 0
+
+
+def test_prefix_held_by_a_busy_slot_is_copied_into_a_free_one() -> None:
+    table = SlotTable(2)
+    busy = table.slots[0]
+    busy.cached, busy.prompt = [1, 2, 3, 4, 5, 6], [1, 2, 3, 4]
+    placement = table.place([1, 2, 3, 9, 9])
+    assert placement is not None
+    assert placement.slot is table.slots[1]
+    assert placement.copy_from is busy and placement.reused == 3
+
+
+def test_prompt_shared_with_a_prefilling_slot_waits_for_it() -> None:
+    table = SlotTable(2)
+    prefilling = table.slots[0]
+    prefilling.prompt, prefilling.cached = [1, 2, 3, 4, 5], [1, 2]
+    assert table.place([1, 2, 3, 4, 5]) is None
+    prefilling.cached = [1, 2, 3, 4, 5]  # prefill done: now it can be copied
+    placement = table.place([1, 2, 3, 4, 5])
+    assert placement is not None and placement.copy_from is prefilling
+    assert placement.reused == 4
+
+
+def test_a_short_shared_start_does_not_evict_a_long_cache() -> None:
+    table = SlotTable(3)
+    notes = table.slots[0]
+    notes.cached = [1, 2, 3] + [8] * 100
+    table.slots[1].cached, table.slots[1].last_used = [5] * 10, 0
+    placement = table.place([1, 2, 3, 9, 9, 9])
+    assert placement is not None
+    assert placement.slot is table.slots[2]  # the empty one
+    assert placement.copy_from is notes and placement.reused == 3
+
+
+def test_no_free_slot_means_wait() -> None:
+    table = SlotTable(1)
+    table.slots[0].prompt = [1]
+    assert table.place([5, 6]) is None
+
+
+def test_default_parallel_follows_cores_and_context() -> None:
+    assert default_parallel(4096, cores=2) == 8
+    assert default_parallel(4096, cores=16) == 16
+    assert default_parallel(32768, cores=16) == 2
+    assert default_parallel(131072, cores=4) == 1
