@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 SERVE_ARGS ?=
 
-.PHONY: serve test install install-dev lint bench clean
+.PHONY: serve test install install-dev lint bench bench-reference clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/chat.py
+
+# llama.cpp's C++ server for the bench, from the pinned llama-cpp-python's source (~7 min, once).
+bench-reference: install-dev
+	PYTHON=$(BIN)/python bench/build_llama_server.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -153,6 +153,10 @@ async def merge(streams: Sequence[TokenStream]) -> AsyncIterator[tuple[int, Toke
     """Events of several streams as they come, tagged with the stream's index.
 
     The caller closes the streams (see `closing_all`)."""
+    if len(streams) == 1:  # the common case: no pump task and queue hop per token
+        async for event in streams[0]:
+            yield 0, event
+        return
     queue: asyncio.Queue[tuple[int, TokenEvent] | BaseException] = asyncio.Queue()
 
     async def pump(index: int, stream: TokenStream) -> None:
