@@ -18,10 +18,32 @@ from tests.integration.test_concurrency import engine_stats, wait_idle
 
 pytestmark = pytest.mark.model
 
-WORDS = (
-    "apple river stone cloud music garden silver window yellow tiger paper ocean candle "
-    "forest planet bridge mirror orange thunder pencil lemon castle rocket violin"
-).split()
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "music",
+    "garden",
+    "silver",
+    "window",
+    "yellow",
+    "tiger",
+    "paper",
+    "ocean",
+    "candle",
+    "forest",
+    "planet",
+    "bridge",
+    "mirror",
+    "orange",
+    "thunder",
+    "pencil",
+    "lemon",
+    "castle",
+    "rocket",
+    "violin",
+]
 
 
 # The bundled model's end-of-generation tokens (<eos>, <end_of_turn>, </s>), banned by bias.

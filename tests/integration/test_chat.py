@@ -228,11 +228,10 @@ async def test_concurrent_requests_get_their_own_answers(
         )
         return result.choices[0].message.content or ""
 
-    solo = [await ask(w) for w in words]
     together = await asyncio.gather(*(ask(w) for w in words))
     for word, answer in zip(words, together, strict=True):
         # This base model echoes the request: each answer names its own word, no other.
+        # (Exact equality with answers alone is tested on forced answers in test_batching:
+        # free text may flip at near-tie tokens when batched.)
         assert word in answer, (word, answer)
         assert not [w for w in words if w != word and w in answer], (word, answer)
-    # Reused prompt prefixes may flip a near-tie token; most answers match exactly.
-    assert sum(a == b for a, b in zip(solo, together, strict=True)) >= 6

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -106,7 +106,6 @@ class EngineStats:
     steps: int = 0
     last_step_ms: float = 0.0
     tokens_per_second: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class TokenStream(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -31,6 +31,7 @@ from privserve.services.generation import (
     completion_budget,
     merge,
     new_id,
+    started,
     submit_all,
 )
 from privserve.services.logprobs import chat_logprobs
@@ -95,11 +96,13 @@ class ChatService:
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
         """Validates and queues now (errors raise before any byte is sent), then streams."""
         engine, prompt, streams = await self._submit(request)
-        return self._chunks(engine.model_id, len(prompt), streams, request.include_usage)
+        return await started(
+            self._chunks(engine.model_id, len(prompt), streams, request.include_usage)
+        )
 
     async def _chunks(
         self, model_id: str, prompt_tokens: int, streams: list[TokenStream], include_usage: bool
-    ) -> AsyncIterator[ChatCompletionChunk]:
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         chunk_id, created = new_id("chatcmpl-"), int(time.time())
         usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
 

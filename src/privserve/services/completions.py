@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from privserve.services.generation import (
     completion_budget,
     merge,
     new_id,
+    started,
     submit_all,
 )
 from privserve.services.logprobs import completion_logprobs
@@ -78,7 +79,7 @@ class CompletionService:
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
         engine, prompts, streams = await self._submit(request)
-        return self._chunks(request, engine.model_id, prompts, streams)
+        return await started(self._chunks(request, engine.model_id, prompts, streams))
 
     async def _chunks(
         self,
@@ -86,7 +87,7 @@ class CompletionService:
         model_id: str,
         prompts: list[_Prompt],
         streams: list[TokenStream],
-    ) -> AsyncIterator[Completion]:
+    ) -> AsyncGenerator[Completion, None]:
         chunk_id, created, n = new_id("cmpl-"), int(time.time()), request.n or 1
         usage_field: dict[str, Any] = {"usage": None} if request.include_usage else {}
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from privserve.api.schemas.common import SamplingFields
 from privserve.engine.base import (
@@ -19,6 +20,8 @@ from privserve.engine.base import (
     TokenStream,
 )
 from privserve.errors import ContextLengthExceeded, InvalidRequest
+
+T = TypeVar("T")
 
 
 def new_id(prefix: str) -> str:
@@ -179,3 +182,22 @@ async def merge(streams: Sequence[TokenStream]) -> AsyncIterator[tuple[int, Toke
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def started(items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    """Runs `items` to its first item now and returns an iterator over all of them.
+
+    A started generator that is dropped is closed by the event loop, which runs its clean-up
+    (cancelling its engine work); one never started is not. A client that leaves before the
+    response body is first read would otherwise leave its request running in the engine."""
+    first = await anext(items)
+    return _continue(first, items)
+
+
+async def _continue(first: T, rest: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()

@@ -293,6 +293,7 @@ class LlamaEngine:
                 reused = 0
             del slot.cached[reused:]
         slot.prompt = stream.request.prompt_tokens
+        slot.last_prompt_length = len(slot.prompt)
         self._counters.cached += reused
         try:
             sequence = RunningSequence(

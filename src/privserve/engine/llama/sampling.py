@@ -1,8 +1,8 @@
 """Choosing each sequence's next token, and the log-probabilities OpenAI clients ask for.
 
 Greedy requests take the argmax of the logits row (plus any logit bias) in numpy: no candidate
-array of the whole vocabulary is built. Every other request gets its own llama.cpp sampler chain, seeded so a
-request with a `seed` repeats.
+array of the whole vocabulary is built. Every other request gets its own llama.cpp sampler
+chain, seeded so a request with a `seed` repeats.
 """
 
 from __future__ import annotations
