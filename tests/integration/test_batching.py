@@ -277,7 +277,7 @@ async def test_overload_gets_429_promptly_and_timeouts_free_the_engine(
             await asyncio.sleep(0.05)
         started = time.monotonic()
         refused = await asyncio.gather(*(http.post("/v1/completions", json=long) for _ in range(4)))
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 3  # no waiting for the 2,000-token answers
         for response in refused:
             assert response.status_code == 429
             assert response.headers["retry-after"]
