@@ -68,12 +68,13 @@ def test_a_short_shared_start_does_not_evict_a_long_cache() -> None:
     assert placement.copy_from is notes and placement.reused == 3
 
 
-def test_the_same_prompt_again_continues_where_its_answer_is_cached() -> None:
+def test_the_same_prompt_again_continues_in_its_slot() -> None:
     table = SlotTable(2)
     slot = table.slots[0]
-    slot.cached, slot.last_prompt_length = [1, 2, 3] + [7] * 50, 3  # prompt, then a long answer
-    placement = table.place([1, 2, 3])
+    slot.cached = [1, 2, 3, 4]
+    placement = table.place([1, 2, 3, 4])
     assert placement is not None and placement.slot is slot and placement.copy_from is None
+    assert placement.reused == 3
 
 
 def test_no_free_slot_means_wait() -> None:

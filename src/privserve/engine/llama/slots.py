@@ -1,11 +1,12 @@
 """Sequence slots and the prefix cache: which slot a new prompt takes and what it keeps.
 
-Each slot remembers the tokens whose KV its sequence holds. A new prompt finds the slot with
-the longest common prefix and decodes only the rest: in that slot when it is free and the
-prefix is most of the prompt cached there, else in an empty (or the least recently used) slot into which
-the prefix is copied, so a long cached prompt is not evicted for a short shared start. When
-a slot is still computing a prompt this one shares (the n choices of one request, a burst of
-questions over one knowledge base), the new prompt waits a step and copies it then.
+Each slot remembers the tokens whose KV its sequence holds (a free slot: its last prompt).
+A new prompt finds the slot with the longest common prefix and decodes only the rest: in
+that slot when it is free and the prefix is most of the prompt cached there, else in an
+empty (or the least recently used) slot into which the prefix is copied, so a long cached
+prompt is not evicted for a short shared start. When a slot is still computing a prompt
+this one shares (the n choices of one request, a burst of questions over one knowledge
+base), the new prompt waits a step and copies it then.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ class Slot:
     sequence: int
     cached: list[int] = field(default_factory=list)  # tokens in the KV cache, from position 0
     prompt: Sequence[int] = ()  # the prompt being served; empty when free
-    last_prompt_length: int = 0  # of the last prompt it served, busy or not
     last_used: int = 0
 
     @property
@@ -85,8 +85,7 @@ class SlotTable:
         # (the same question again, the next question on the same notes, the next turn of a
         # conversation); a short shared start (a BOS, a chat header) is not worth evicting a
         # long cached prompt for.
-        cached_prompt = min(len(source.cached), source.last_prompt_length or len(source.cached))
-        if not source.busy and 2 * reused >= cached_prompt:
+        if not source.busy and 2 * reused >= len(source.cached):
             return Placement(source, reused)
         empty = [s for s in free if not s.cached]
         target = empty[0] if empty else min(free, key=lambda s: s.last_used)
