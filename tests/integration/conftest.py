@@ -14,6 +14,9 @@ import pytest_asyncio  # noqa: F401  (imported so a missing plugin fails loudly)
 from tests.integration.server import RunningServer, start_server
 
 MODEL_ID = "gemma3-270m"
+# The bundled model's end-of-generation tokens (<eos>, <end_of_turn>, </s>): a request that
+# bans them runs until max_tokens, for tests that need work still running.
+NO_END = {"1": -100, "106": -100, "212": -100}
 
 
 @pytest.fixture(scope="session")

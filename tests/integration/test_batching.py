@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.conftest import MODEL_ID
+from tests.integration.conftest import MODEL_ID, NO_END
 from tests.integration.server import RunningServer, start_server
 from tests.integration.test_concurrency import engine_stats, wait_idle
 
@@ -44,10 +44,6 @@ WORDS = [
     "rocket",
     "violin",
 ]
-
-
-# The bundled model's end-of-generation tokens (<eos>, <end_of_turn>, </s>), banned by bias.
-NO_END = {"1": -100, "106": -100, "212": -100}
 
 
 def forced_prompts(count: int, seed: int) -> list[tuple[str, str]]:
@@ -253,9 +249,9 @@ def small_server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iter
     home: Path = tmp_path_factory.mktemp("small")
     running = start_server(
         home,
+        args=["--parallel", "1"],
         env={
             "PRIVSERVE_API_KEY": api_key,
-            "PRIVSERVE_LLAMA__PARALLEL": "1",
             "PRIVSERVE_SERVER__MAX_QUEUED_REQUESTS": "2",
             "PRIVSERVE_SERVER__REQUEST_TIMEOUT_S": "4",
         },
@@ -268,10 +264,17 @@ async def test_overload_gets_429_promptly_and_timeouts_free_the_engine(
     small_server: RunningServer, api_key: str
 ) -> None:
     headers = {"Authorization": f"Bearer {api_key}"}
-    long = {"model": MODEL_ID, "prompt": "Tell me a story.", "max_tokens": 2000, "temperature": 1}
+    long = {
+        "model": MODEL_ID,
+        "prompt": "Tell me a story.",
+        "max_tokens": 2000,
+        "temperature": 1,
+        "logit_bias": NO_END,  # no early end: each runs into the time limit
+    }
     async with httpx.AsyncClient(
         base_url=small_server.root_url, headers=headers, timeout=60
     ) as http:
+        assert engine_stats(small_server)["slots"] == 1
         busy = [asyncio.create_task(http.post("/v1/completions", json=long)) for _ in range(3)]
         while engine_stats(small_server)["queued_requests"] < 2:
             await asyncio.sleep(0.05)

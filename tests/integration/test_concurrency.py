@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import MODEL_ID
+from tests.integration.conftest import MODEL_ID, NO_END
 from tests.integration.server import RunningServer
 
 pytestmark = pytest.mark.model
@@ -18,6 +18,7 @@ LONG = {
     "messages": [{"role": "user", "content": "Write a very long story."}],
     "max_tokens": 1500,
     "temperature": 0.7,
+    "logit_bias": NO_END,
 }
 
 

@@ -196,16 +196,18 @@ class LlamaEngine:
             self._fail_all(EngineError("the server is shutting down"))
 
     def _step(self) -> None:
-        self._drop_finished_or_expired()
+        self._drop_cancelled_or_expired()
         self._admit()
         context = self._context
-        outputs: list[tuple[RunningSequence, int]] = []
+        outputs: list[tuple[RunningSequence, int]] = []  # sequences to sample, and their row
+        batched: list[RunningSequence] = []
         for sequence in self._running:
             if sequence.next_token is not None:
                 slot = sequence.slot
                 row = context.add(sequence.next_token, len(slot.cached), slot.sequence, logits=True)
                 slot.cached.append(sequence.next_token)
                 outputs.append((sequence, row))
+                batched.append(sequence)
         budget = self._shape.batch_tokens - context.batch_size
         prefilled = 0
         for sequence in self._running:
@@ -219,6 +221,7 @@ class LlamaEngine:
             done = start + len(chunk) == len(sequence.prompt)
             row = context.add_run(chunk, start, slot.sequence, logits_last=done)
             slot.cached.extend(chunk)
+            batched.append(sequence)
             budget -= len(chunk)
             prefilled += len(chunk)
             if done:
@@ -230,7 +233,7 @@ class LlamaEngine:
             context.decode()
         except DecodeFailed as exc:
             logger.error("%s: %s; failing the requests in this step", self.model_id, exc)
-            for sequence, _ in outputs:
+            for sequence in batched:
                 sequence.slot.cached.clear()
                 context.clear(sequence.slot.sequence)
                 self._release(sequence, EngineError("the model could not decode this request"))
@@ -253,7 +256,7 @@ class LlamaEngine:
         while self._recent and now - self._recent[0][0] > _RATE_WINDOW_S:
             self._recent.popleft()
 
-    def _drop_finished_or_expired(self) -> None:
+    def _drop_cancelled_or_expired(self) -> None:
         now = time.monotonic()
         for sequence in list(self._running):
             deadline = sequence.deadline
