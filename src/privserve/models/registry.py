@@ -7,7 +7,12 @@ from pathlib import Path
 from privserve.config import Settings
 from privserve.engine.base import ModelSpec
 from privserve.errors import ModelLoadError
-from privserve.models.bundled import BUNDLED_MODELS, materialize
+from privserve.models.bundled import (
+    BUNDLED_EMBEDDING_MODELS,
+    BUNDLED_MODELS,
+    directory_of,
+    materialize,
+)
 
 
 def resolve_chat_model(settings: Settings) -> ModelSpec:
@@ -29,3 +34,21 @@ def resolve_chat_model(settings: Settings) -> ModelSpec:
         path=path,
         chat_template=settings.chat_template,
     )
+
+
+def resolve_embedding_model(settings: Settings) -> tuple[str, Path] | None:
+    """(id, directory) of the configured embedding model, or None when there is none."""
+    name = settings.embedding.model
+    if not name:
+        return None
+    bundled = BUNDLED_EMBEDDING_MODELS.get(name)
+    if bundled is not None:
+        return settings.embedding.model_id or bundled.name, directory_of(bundled)
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        known = ", ".join(sorted(BUNDLED_EMBEDDING_MODELS))
+        raise ModelLoadError(
+            f"embedding model {name!r} is neither a bundled model ({known}) "
+            "nor a sentence-transformers directory"
+        )
+    return settings.embedding.model_id or path.name, path

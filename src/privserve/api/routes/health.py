@@ -13,8 +13,11 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(catalog: Catalog) -> dict[str, object]:
-    """Liveness plus each engine's counters (queue depth, running, tokens generated)."""
+    """Liveness plus each engine's counters (queue depth, running, tokens, forward passes)."""
     return {
         "status": "ok",
         "models": {m: asdict(catalog.text_engine(m).stats()) for m in catalog.model_ids()},
+        "embedding_models": {
+            m: catalog.embedding_engine(m).stats() for m in catalog.embedding_model_ids()
+        },
     }

@@ -13,7 +13,8 @@ router = APIRouter()
 
 @router.get("/models")
 async def list_models(catalog: Catalog) -> ModelList:
-    return ModelList(data=[ModelCard(id=m, created=catalog.created) for m in catalog.model_ids()])
+    ids = catalog.model_ids() + catalog.embedding_model_ids()
+    return ModelList(data=[ModelCard(id=m, created=catalog.created) for m in ids])
 
 
 @router.get("/models/{model_id:path}")

@@ -1,0 +1,19 @@
+"""`POST /v1/embeddings`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from privserve.api.deps import Embeddings
+from privserve.api.disconnect import unless_disconnected
+from privserve.api.json_route import JsonBodyRoute
+from privserve.api.schemas.embeddings import EmbeddingRequest, EmbeddingResponse
+
+router = APIRouter(route_class=JsonBodyRoute)
+
+
+@router.post("/embeddings")
+async def create_embeddings(
+    body: EmbeddingRequest, service: Embeddings, request: Request
+) -> EmbeddingResponse:
+    return await unless_disconnected(request, service.create(body))

@@ -1,0 +1,131 @@
+"""Dynamic batching: texts from many requests encoded together in one forward pass.
+
+Requests put their texts on a queue in chunks of at most `max_batch`, one chunk at a time. One task
+takes the first waiting chunk, gathers more until `max_batch` texts or the window has
+passed, and runs one encode on a worker thread; each caller gets its own rows back. While a
+pass runs, the next batch gathers, so under load the window costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+
+from privserve.errors import Overloaded
+
+Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+
+
+@dataclass
+class BatcherStats:
+    forward_passes: int = 0
+    texts: int = 0
+    requests: int = 0
+    queued_texts: int = 0
+    last_batch_size: int = 0
+    last_pass_ms: float = 0.0
+
+
+@dataclass
+class _Chunk:
+    texts: Sequence[str]
+    done: asyncio.Future[npt.NDArray[np.float32]]
+
+
+class DynamicBatcher:
+    def __init__(
+        self, encode: Encoder, *, window_s: float, max_batch: int, max_queued_texts: int
+    ) -> None:
+        self._encode = encode
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._max_queued = max_queued_texts
+        self._queue: asyncio.Queue[_Chunk] = asyncio.Queue()
+        self._carry: _Chunk | None = None  # taken from the queue but did not fit the batch
+        self.stats = BatcherStats()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Vectors for `texts`, in order; raises Overloaded when too many texts wait."""
+        if self.stats.queued_texts + len(texts) > self._max_queued:
+            raise Overloaded(f"{self.stats.queued_texts} texts are waiting to be embedded")
+        loop = asyncio.get_running_loop()
+        self.stats.requests += 1
+        parts = []
+        # One chunk at a time: a large request queues its next chunk behind whatever arrived
+        # meanwhile, so it cannot hold the model while others wait.
+        for i in range(0, len(texts), self._max_batch):
+            chunk = _Chunk(texts[i : i + self._max_batch], loop.create_future())
+            self.stats.queued_texts += len(chunk.texts)
+            self._queue.put_nowait(chunk)
+            try:
+                parts.append(await chunk.done)
+            finally:
+                chunk.done.cancel()  # a caller gone: its chunk, if still queued, is skipped
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    async def _next_batch(self) -> list[_Chunk]:
+        first = self._carry or await self._queue.get()
+        self._carry = None
+        batch, size = [first], len(first.texts)
+        deadline = time.monotonic() + self._window_s
+        while size < self._max_batch:
+            try:
+                chunk = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    chunk = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if size + len(chunk.texts) > self._max_batch:
+                self._carry = chunk
+                break
+            batch.append(chunk)
+            size += len(chunk.texts)
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            taken = await self._next_batch()
+            self.stats.queued_texts -= sum(len(chunk.texts) for chunk in taken)
+            batch = [chunk for chunk in taken if not chunk.done.done()]
+            texts = [text for chunk in batch for text in chunk.texts]
+            if not texts:
+                continue
+            started = time.perf_counter()
+            try:
+                vectors = await anyio.to_thread.run_sync(self._encode, texts)
+            except Exception as exc:  # handed to every caller of this batch
+                for chunk in batch:
+                    if not chunk.done.done():
+                        chunk.done.set_exception(exc)
+                continue
+            self.stats.forward_passes += 1
+            self.stats.texts += len(texts)
+            self.stats.last_batch_size = len(texts)
+            self.stats.last_pass_ms = (time.perf_counter() - started) * 1000
+            offset = 0
+            for chunk in batch:
+                rows = vectors[offset : offset + len(chunk.texts)]
+                offset += len(chunk.texts)
+                if not chunk.done.done():
+                    chunk.done.set_result(rows)

@@ -1,0 +1,93 @@
+"""Embeddings: wire inputs (text or token ids) -> the batched model -> vectors on the wire."""
+
+from __future__ import annotations
+
+import base64
+from typing import cast
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+
+from privserve.api.schemas.embeddings import (
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+)
+from privserve.config import EmbeddingConfig
+from privserve.engine.base import EmbeddingEngine
+from privserve.errors import ContextLengthExceeded, InvalidRequest
+from privserve.services.catalog import ModelCatalog
+
+
+def as_base64(vector: npt.NDArray[np.float32]) -> str:
+    """Little-endian float32 bytes, base64: what the `openai` client decodes."""
+    return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+
+
+class EmbeddingService:
+    def __init__(self, catalog: ModelCatalog, config: EmbeddingConfig) -> None:
+        self._catalog = catalog
+        self._config = config
+
+    async def create(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        engine = self._catalog.embedding_engine(request.model)
+        texts = self._texts(engine, request)
+        if request.dimensions is not None and request.dimensions != engine.dimensions:
+            raise InvalidRequest(
+                f"{engine.model_id} does not support shortening its vectors; it gives "
+                f"{engine.dimensions} dimensions (leave 'dimensions' out or send that number)",
+                param="dimensions",
+            )
+        # Tokenizing thousands of texts takes milliseconds: keep it off the event loop.
+        counts = await anyio.to_thread.run_sync(engine.count_tokens, texts)
+        limit = engine.max_input_tokens
+        for i, count in enumerate(counts):
+            if count > limit and not self._config.truncate:
+                raise ContextLengthExceeded(
+                    f"This model's maximum input length is {limit} tokens, but input {i} has "
+                    f"{count} tokens. Shorten it, or start the server with "
+                    "PRIVSERVE_EMBEDDING__TRUNCATE=true to cut long inputs.",
+                    param="input" if isinstance(request.input, str) else f"input[{i}]",
+                )
+        vectors = await engine.embed(texts)
+        tokens = sum(min(count, limit) for count in counts)
+        return EmbeddingResponse(
+            data=[
+                Embedding(
+                    index=i,
+                    embedding=as_base64(v) if request.encoding_format == "base64" else v.tolist(),
+                )
+                for i, v in enumerate(vectors)
+            ],
+            model=engine.model_id,
+            usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+
+    def _texts(self, engine: EmbeddingEngine, request: EmbeddingRequest) -> list[str]:
+        raw = request.input
+        if isinstance(raw, str):
+            return [raw]
+        if all(isinstance(v, int) for v in raw):
+            raw = [cast(list[int], raw)]
+        items = cast(list[str | list[int]], raw)
+        if len(items) > self._config.max_inputs:
+            raise InvalidRequest(
+                f"at most {self._config.max_inputs} inputs per request; got {len(items)}",
+                param="input",
+            )
+        texts = []
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+            bad = next((t for t in item if not 0 <= t < engine.vocab_size), None)
+            if bad is not None:
+                raise InvalidRequest(
+                    f"token id {bad} is outside the model's vocabulary "
+                    f"(0..{engine.vocab_size - 1})",
+                    param=f"input[{i}]",
+                )
+            texts.append(engine.detokenize(item))
+        return texts
