@@ -16,7 +16,8 @@ from privserve.cli.keys import with_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import make_console
 from privserve.config import Settings
-from privserve.models.registry import resolve_chat_model
+from privserve.errors import ModelLoadError
+from privserve.models.registry import resolve_chat_model, resolve_embedding_model
 
 
 async def _first_key(store: KeyStore) -> IssuedKey | None:
@@ -86,6 +87,9 @@ def run_server(settings: Settings) -> None:
     base_url = f"http://{shown_host}:{port}/v1"
     console.print(f"Base URL: {base_url}", markup=False)
     console.print(f"Models: {spec.model_id}", markup=False)
+    embedding = _embedding_model_id(settings)
+    if embedding is not None:
+        console.print(f"Embedding models: {embedding}", markup=False)
     if issued is not None:
         console.print(f"API key: {issued.plaintext}", markup=False)
         console.print("  (shown once; only its hash is stored. More: privserve keys create)")
@@ -108,3 +112,12 @@ def run_server(settings: Settings) -> None:
         )
     )
     asyncio.run(server.serve(sockets=[sock]))
+
+
+def _embedding_model_id(settings: Settings) -> str | None:
+    """The id the server will offer for embeddings; the server itself reports load failures."""
+    try:
+        resolved = resolve_embedding_model(settings)
+    except ModelLoadError:
+        return None
+    return None if resolved is None else resolved[0]
