@@ -98,7 +98,8 @@ async def test_concurrent_single_texts_share_forward_passes(
         return float(stats["forward_passes"])
 
     before = passes()
-    texts = [f"sentence number {i} about the sea" for i in range(32)]
+    # Different lengths: batched texts are padded, and tokenizing runs beside encoding.
+    texts = [f"sentence number {i} about the sea" + " and the sky" * (i % 5) for i in range(32)]
     results = await asyncio.gather(
         *(async_client.embeddings.create(model=EMBED_ID, input=t) for t in texts)
     )

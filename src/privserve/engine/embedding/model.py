@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +47,12 @@ class SentenceEmbedder:
         self.path = path
         self.dimensions = int(dimensions)
         self.max_input_tokens = int(max_tokens)
-        self._tokenizer: Any = self._model.tokenizer
-        self.vocab_size: int = int(len(self._tokenizer))
+        # A fast tokenizer keeps its padding and truncation settings between calls, so two
+        # threads using one corrupt each other's batches: counting gets its own copy, and
+        # callers of it take turns (encoding runs on one thread at a time already).
+        self._counting_tokenizer: Any = copy.deepcopy(self._model.tokenizer)
+        self._counting = threading.Lock()
+        self.vocab_size: int = int(len(self._counting_tokenizer))
         logger.info(
             "loaded embedding model %s from %s: %d dimensions, %d tokens",
             model_id,
@@ -57,11 +63,15 @@ class SentenceEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens the model sees for each text, special tokens included, before truncation."""
-        encoded = self._tokenizer(list(texts), add_special_tokens=True, truncation=False)
+        with self._counting:
+            encoded = self._counting_tokenizer(
+                list(texts), add_special_tokens=True, truncation=False
+            )
         return [len(ids) for ids in encoded["input_ids"]]
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return str(self._tokenizer.decode(list(ids), skip_special_tokens=True))
+        with self._counting:
+            return str(self._counting_tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         vectors = self._model.encode(

