@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from privserve import __version__
 from privserve.api.deps import require_api_key
 from privserve.api.errors import install_error_handlers
-from privserve.api.routes import chat, completions, embeddings, health, models
+from privserve.api.routes import chat, completions, embeddings, health, models, rerank
 from privserve.auth.keys import open_key_store
 from privserve.config import Settings
 from privserve.engine.base import EmbeddingEngine, TextEngine
@@ -24,6 +24,7 @@ from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
 from privserve.services.embeddings import EmbeddingService
+from privserve.services.rerank import RerankService
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def create_app(
         app.state.chat_service = ChatService(catalog)
         app.state.completion_service = CompletionService(catalog)
         app.state.embedding_service = EmbeddingService(catalog, settings.embedding)
+        app.state.rerank_service = RerankService(catalog)
         try:
             yield
         finally:
@@ -104,5 +106,8 @@ def create_app(
     v1.include_router(chat.router)
     v1.include_router(completions.router)
     v1.include_router(embeddings.router)
+    v1.include_router(rerank.router)
     app.include_router(v1)
+    # FastGPT's rerank settings take a full URL; many point it at `{base}/rerank`.
+    app.include_router(rerank.router, dependencies=[Depends(require_api_key)])
     return app

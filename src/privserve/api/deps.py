@@ -12,6 +12,7 @@ from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
 from privserve.services.embeddings import EmbeddingService
+from privserve.services.rerank import RerankService
 
 
 def _catalog(request: Request) -> ModelCatalog:
@@ -34,6 +35,11 @@ def _embedding_service(request: Request) -> EmbeddingService:
     return service
 
 
+def _rerank_service(request: Request) -> RerankService:
+    service: RerankService = request.app.state.rerank_service
+    return service
+
+
 async def require_api_key(request: Request) -> None:
     key_store: KeyStore = request.app.state.key_store
     presented = parse_bearer(request.headers.get("authorization"))
@@ -51,3 +57,4 @@ Catalog = Annotated[ModelCatalog, Depends(_catalog)]
 Chat = Annotated[ChatService, Depends(_chat_service)]
 Completions = Annotated[CompletionService, Depends(_completion_service)]
 Embeddings = Annotated[EmbeddingService, Depends(_embedding_service)]
+Rerank = Annotated[RerankService, Depends(_rerank_service)]
