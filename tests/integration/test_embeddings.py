@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import openai
 import pytest
 
-from tests.integration.server import RunningServer
+from tests.integration.server import RunningServer, start_server
 
 pytestmark = pytest.mark.model
 
@@ -109,3 +110,31 @@ async def test_concurrent_single_texts_share_forward_passes(
     for text, result in zip(texts[:3], results[:3], strict=True):
         alone = await async_client.embeddings.create(model=EMBED_ID, input=text)
         assert np.allclose(alone.data[0].embedding, result.data[0].embedding, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def truncating_server(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> Iterator[RunningServer]:
+    running = start_server(
+        tmp_path_factory.mktemp("truncating"),
+        env={"PRIVSERVE_API_KEY": api_key, "PRIVSERVE_EMBEDDING__TRUNCATE": "true"},
+    )
+    yield running
+    running.stop()
+
+
+def test_truncate_option_cuts_long_inputs_and_counts_what_was_read(
+    truncating_server: RunningServer, api_key: str
+) -> None:
+    response = httpx.post(
+        truncating_server.base_url + "/embeddings",
+        headers={"Authorization": f"Bearer {api_key}"},
+        json={"model": EMBED_ID, "input": ["word " * 600, "short"]},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["data"]) == 2
+    # The long input is read up to the model's 256 tokens; "short" is [CLS] short [SEP].
+    assert body["usage"]["prompt_tokens"] == 256 + 3

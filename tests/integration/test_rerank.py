@@ -75,3 +75,10 @@ def test_rerank_needs_a_key(http: httpx.Client) -> None:
         str(http.base_url).rstrip("/") + "/rerank", json={"query": "q", "documents": ["a"]}
     )
     assert response.status_code == 401
+
+
+def test_models_say_how_rerank_scores(http: httpx.Client) -> None:
+    cards = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+    assert cards[EMBED_ID]["capabilities"] == ["embeddings", "rerank"]
+    assert "cosine" in cards[EMBED_ID]["description"]
+    assert "chat" in cards["gemma3-270m"]["capabilities"]

@@ -7,18 +7,36 @@ from fastapi import APIRouter
 from privserve.api.deps import Catalog
 from privserve.api.schemas.models import ModelCard, ModelList
 from privserve.errors import ModelNotFound
+from privserve.services.catalog import ModelCatalog
 
 router = APIRouter()
+
+
+RERANK_NOTE = (
+    "Embedding model; /v1/rerank with it scores documents by the cosine similarity of "
+    "their vectors with the query's."
+)
+
+
+def card(catalog: ModelCatalog, model_id: str) -> ModelCard:
+    if model_id in catalog.model_ids():
+        return ModelCard(id=model_id, created=catalog.created, capabilities=["chat", "completions"])
+    return ModelCard(
+        id=model_id,
+        created=catalog.created,
+        capabilities=["embeddings", "rerank"],
+        description=RERANK_NOTE,
+    )
 
 
 @router.get("/models")
 async def list_models(catalog: Catalog) -> ModelList:
     ids = catalog.model_ids() + catalog.embedding_model_ids()
-    return ModelList(data=[ModelCard(id=m, created=catalog.created) for m in ids])
+    return ModelList(data=[card(catalog, m) for m in ids])
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, catalog: Catalog) -> ModelCard:
     if not catalog.has(model_id):
         raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
-    return ModelCard(id=model_id, created=catalog.created)
+    return card(catalog, model_id)

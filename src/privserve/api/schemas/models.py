@@ -12,6 +12,9 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "privserve"
+    # Beyond OpenAI's fields (clients ignore them): what the model serves, and how.
+    capabilities: list[str] = []
+    description: str | None = None
 
 
 class ModelList(BaseModel):
