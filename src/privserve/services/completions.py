@@ -179,6 +179,6 @@ class CompletionService:
                 )
                 prompts.append(_Prompt(item, tokens))
             else:
-                check_token_ids(engine, item, param=f"prompt[{i}]")
+                check_token_ids(engine.vocab_size, item, param=f"prompt[{i}]")
                 prompts.append(_Prompt(None, list(item)))
         return prompts

@@ -19,6 +19,7 @@ from privserve.config import EmbeddingConfig
 from privserve.engine.base import EmbeddingEngine
 from privserve.errors import ContextLengthExceeded, InvalidRequest
 from privserve.services.catalog import ModelCatalog
+from privserve.services.generation import check_token_ids
 
 
 def as_base64(vector: npt.NDArray[np.float32]) -> str:
@@ -82,12 +83,6 @@ class EmbeddingService:
             if isinstance(item, str):
                 texts.append(item)
                 continue
-            bad = next((t for t in item if not 0 <= t < engine.vocab_size), None)
-            if bad is not None:
-                raise InvalidRequest(
-                    f"token id {bad} is outside the model's vocabulary "
-                    f"(0..{engine.vocab_size - 1})",
-                    param=f"input[{i}]",
-                )
+            check_token_ids(engine.vocab_size, item, param=f"input[{i}]")
             texts.append(engine.detokenize(item))
         return texts

@@ -86,14 +86,14 @@ def choice_requests(
 
 
 def check_logit_bias(engine: TextEngine, fields: SamplingFields) -> None:
-    check_token_ids(engine, [token for token, _ in fields.token_biases()], "logit_bias")
+    check_token_ids(engine.vocab_size, [token for token, _ in fields.token_biases()], "logit_bias")
 
 
-def check_token_ids(engine: TextEngine, tokens: Sequence[int], param: str) -> None:
-    bad = next((t for t in tokens if not 0 <= t < engine.vocab_size), None)
+def check_token_ids(vocab_size: int, tokens: Sequence[int], param: str) -> None:
+    bad = next((t for t in tokens if not 0 <= t < vocab_size), None)
     if bad is not None:
         raise InvalidRequest(
-            f"token id {bad} is outside the model's vocabulary (0..{engine.vocab_size - 1})",
+            f"token id {bad} is outside the model's vocabulary (0..{vocab_size - 1})",
             param=param,
         )
 
