@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from privserve.api.deps import Rerank
 from privserve.api.disconnect import unless_disconnected
+from privserve.api.json_route import JsonBodyRoute
 from privserve.api.schemas.rerank import (
     LegacyRerankRequest,
     LegacyRerankResult,
     RerankRequest,
     RerankResponse,
 )
-from privserve.errors import InvalidRequest
 
-router = APIRouter()
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidRequest("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return body
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 @router.post("/rerank", response_model=None)
-async def rerank(request: Request, service: Rerank) -> RerankResponse | list[LegacyRerankResult]:
-    body = await _body(request)
+async def rerank(
+    body: Annotated[dict[str, Any], Body()], service: Rerank, request: Request
+) -> RerankResponse | list[LegacyRerankResult]:
     # FastGPT 4.6 sends `inputs: [{id, text}]`; everything since sends `documents`.
     is_legacy = "inputs" in body and "documents" not in body
     try:
