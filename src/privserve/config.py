@@ -40,6 +40,11 @@ class LlamaConfig(BaseModel):
         description="Sequences decoded together (slots); default: from cores and context size.",
     )
     n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
+    repack: bool | None = Field(
+        None,
+        description="Let llama.cpp repack weights for its faster CPU kernels; default: yes, "
+        "except on builds with AMX kernels, which crashed.",
+    )
 
 
 class EmbeddingConfig(BaseModel):
@@ -61,7 +66,30 @@ class EmbeddingConfig(BaseModel):
         False,
         description="Cut inputs longer than the model's limit instead of answering 400.",
     )
-    threads: int | None = Field(None, ge=1, description="Torch threads; default: torch's own.")
+    shortenable: bool | None = Field(
+        None,
+        description="Whether the model may answer `dimensions` below its own size (trained "
+        "with MatryoshkaLoss); default: what its model card says.",
+    )
+    threads: int | None = Field(
+        None, ge=1, description="Torch threads for embedding and rerank; default: torch's own."
+    )
+
+
+class RerankConfig(BaseModel):
+    model: str | None = Field(
+        None,
+        description="Cross-encoder rerank model: a sentence-transformers CrossEncoder "
+        "directory; default: none, and rerank scores by cosine with the embedding model.",
+    )
+    model_id: str | None = Field(None, description="Id clients use; default: the dir name.")
+    batch_window_ms: float = Field(
+        5.0, ge=0, description="How long a lone query waits for others to share its pass."
+    )
+    max_batch: int = Field(64, ge=1, description="Query-document pairs scored in one pass.")
+    max_queued_pairs: int = Field(
+        8192, ge=1, description="Pairs that may wait to be scored before new requests get 429."
+    )
 
 
 class DatabaseConfig(BaseModel):
@@ -101,6 +129,7 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     llama: LlamaConfig = Field(default_factory=LlamaConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
 
     @classmethod

@@ -19,7 +19,7 @@ class FakeEncoder:
     def __init__(self) -> None:
         self.passes: list[list[str]] = []
 
-    def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    async def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         self.passes.append(list(texts))
         return np.array([[len(t), len(self.passes)] for t in texts], dtype=np.float32)
 
@@ -29,7 +29,7 @@ async def encoder() -> FakeEncoder:
     return FakeEncoder()
 
 
-async def started(encoder: FakeEncoder, **kwargs: float) -> AsyncIterator[DynamicBatcher]:
+async def started(encoder: FakeEncoder, **kwargs: float) -> AsyncIterator[DynamicBatcher[str]]:
     options = {"window_s": 0.02, "max_batch": 8, "max_queued_texts": 100, **kwargs}
     batcher = DynamicBatcher(
         encoder,
@@ -76,10 +76,10 @@ async def test_too_many_waiting_texts_is_overloaded(encoder: FakeEncoder) -> Non
 async def test_an_encoder_error_reaches_every_caller_and_batching_goes_on(
     encoder: FakeEncoder,
 ) -> None:
-    def failing(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    async def failing(texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if "boom" in texts:
             raise RuntimeError("boom")
-        return encoder(texts)
+        return await encoder(texts)
 
     async for batcher in started(failing):  # type: ignore[arg-type]
         results = await asyncio.gather(

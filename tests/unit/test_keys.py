@@ -39,4 +39,25 @@ async def test_store_verifies_revokes_and_adds_the_env_key(tmp_path: Path) -> No
         assert await store.verify(issued.plaintext) is None
         assert await store.ensure("from-env", "again") is False
     finally:
+        store.close()
         await db.dispose()
+
+
+async def test_a_remembered_key_is_forgotten_when_another_process_revokes_it(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(home=tmp_path)
+    server_store, server_db = await open_key_store(settings)
+    cli_store, cli_db = await open_key_store(settings)  # another process's connection pool
+    try:
+        issued = await server_store.create("bob")
+        assert await server_store.verify(issued.plaintext) is not None
+        assert await server_store.verify(issued.plaintext) is not None  # now remembered
+        await cli_store.revoke("bob")
+        assert await server_store.verify(issued.plaintext) is None
+        again = await cli_store.create("carol")
+        assert await server_store.verify(again.plaintext) is not None
+    finally:
+        for store, db in ((server_store, server_db), (cli_store, cli_db)):
+            store.close()
+            await db.dispose()

@@ -16,10 +16,15 @@ from privserve.api.routes import chat, completions, embeddings, health, models, 
 from privserve.auth.keys import open_key_store
 from privserve.config import Settings
 from privserve.engine.base import EmbeddingEngine, TextEngine
-from privserve.engine.embedding.engine import BatchedEmbedder
+from privserve.engine.embedding.engine import BatchedCrossEncoder, BatchedEmbedder
+from privserve.engine.embedding.torch_thread import TorchThread
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.errors import ModelLoadError
-from privserve.models.registry import resolve_chat_model, resolve_embedding_model
+from privserve.models.registry import (
+    resolve_chat_model,
+    resolve_embedding_model,
+    resolve_rerank_model,
+)
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
@@ -29,7 +34,7 @@ from privserve.services.rerank import RerankService
 logger = logging.getLogger(__name__)
 
 
-async def load_embedder(settings: Settings) -> BatchedEmbedder | None:
+async def load_embedder(settings: Settings, thread: TorchThread) -> BatchedEmbedder | None:
     """The configured embedding model, started; None when there is none.
 
     The default model is skipped with a warning when its packages are missing (the server
@@ -40,7 +45,7 @@ async def load_embedder(settings: Settings) -> BatchedEmbedder | None:
             return None
         model_id, path = resolved
         embedder = await anyio.to_thread.run_sync(
-            lambda: BatchedEmbedder.load(model_id, path, settings.embedding)
+            lambda: BatchedEmbedder.load(model_id, path, settings.embedding, thread)
         )
     except ModelLoadError as exc:
         if "model" in settings.embedding.model_fields_set:
@@ -49,6 +54,19 @@ async def load_embedder(settings: Settings) -> BatchedEmbedder | None:
         return None
     embedder.start()
     return embedder
+
+
+async def load_reranker(settings: Settings, thread: TorchThread) -> BatchedCrossEncoder | None:
+    """The configured cross-encoder, started; None when there is none."""
+    resolved = resolve_rerank_model(settings)
+    if resolved is None:
+        return None
+    model_id, path = resolved
+    reranker = await anyio.to_thread.run_sync(
+        lambda: BatchedCrossEncoder.load(model_id, path, settings.rerank, thread)
+    )
+    reranker.start()
+    return reranker
 
 
 def create_app(
@@ -78,10 +96,14 @@ def create_app(
             loaded.append(engine)
             engines = {engine.model_id: engine}
         embedders = dict(embedding_engines or {})
-        embedder = None if text_engines is not None else await load_embedder(settings)
+        torch_thread = TorchThread(settings.embedding.threads)
+        embedder = reranker = None
+        if text_engines is None:
+            embedder = await load_embedder(settings, torch_thread)
+            reranker = await load_reranker(settings, torch_thread)
         if embedder is not None:
             embedders[embedder.model_id] = embedder
-        catalog = ModelCatalog(engines, embedders)
+        catalog = ModelCatalog(engines, embedders, [] if reranker is None else [reranker])
         app.state.settings = settings
         app.state.key_store = key_store
         app.state.catalog = catalog
@@ -92,10 +114,13 @@ def create_app(
         try:
             yield
         finally:
-            if embedder is not None:
-                await embedder.close()
+            for batched in (embedder, reranker):
+                if batched is not None:
+                    await batched.close()
+            await anyio.to_thread.run_sync(torch_thread.close)
             for engine in loaded:
                 await anyio.to_thread.run_sync(engine.close)
+            key_store.close()
             await db.dispose()
 
     app = FastAPI(title="privserve", version=__version__, lifespan=lifespan)

@@ -1,4 +1,6 @@
-"""Annotated dependencies: what routes take from the app's state, and the key check."""
+"""Annotated dependencies: what routes take from the app's state, and the key check.
+
+All are `async def`: FastAPI runs plain functions on a worker thread, a hop per request."""
 
 from __future__ import annotations
 
@@ -15,27 +17,27 @@ from privserve.services.embeddings import EmbeddingService
 from privserve.services.rerank import RerankService
 
 
-def _catalog(request: Request) -> ModelCatalog:
+async def _catalog(request: Request) -> ModelCatalog:
     catalog: ModelCatalog = request.app.state.catalog
     return catalog
 
 
-def _chat_service(request: Request) -> ChatService:
+async def _chat_service(request: Request) -> ChatService:
     service: ChatService = request.app.state.chat_service
     return service
 
 
-def _completion_service(request: Request) -> CompletionService:
+async def _completion_service(request: Request) -> CompletionService:
     service: CompletionService = request.app.state.completion_service
     return service
 
 
-def _embedding_service(request: Request) -> EmbeddingService:
+async def _embedding_service(request: Request) -> EmbeddingService:
     service: EmbeddingService = request.app.state.embedding_service
     return service
 
 
-def _rerank_service(request: Request) -> RerankService:
+async def _rerank_service(request: Request) -> RerankService:
     service: RerankService = request.app.state.rerank_service
     return service
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from privserve.config import Settings
-from privserve.storage.db import create_engine, create_sessionmaker, migrate
-from privserve.storage.repos import ApiKeyRepo
+from privserve.storage.changes import ChangeCounter, change_counter
+from privserve.storage.db import create_engine, migrate
+from privserve.storage.repos import ActiveKey, ApiKeyRepo
 from privserve.storage.tables import ApiKeyRow
 
 KEY_PREFIX = "sk-ps-"
@@ -51,8 +52,16 @@ class IssuedKey:
 
 
 class KeyStore:
-    def __init__(self, repo: ApiKeyRepo) -> None:
+    """Keys in the database. With a change counter, lookups are remembered until anyone
+    writes to the database, so a revocation still takes effect on the next request."""
+
+    MAX_REMEMBERED_PREFIXES = 4096  # wrong keys are remembered too; this bounds them
+
+    def __init__(self, repo: ApiKeyRepo, changes: ChangeCounter | None = None) -> None:
         self._repo = repo
+        self._changes = changes
+        self._seen_version: int | None = None
+        self._by_prefix: dict[str, Sequence[ActiveKey]] = {}
 
     async def create(self, name: str) -> IssuedKey:
         plaintext = make_key()
@@ -69,14 +78,32 @@ class KeyStore:
         await self._repo.add(name=name, prefix=key_prefix(plaintext), key_hash=digest)
         return True
 
-    async def verify(self, presented: str) -> ApiKeyRow | None:
+    async def verify(self, presented: str) -> ActiveKey | None:
         digest = hash_key(presented)
         found = None
-        for row in await self._repo.active_with_prefix(key_prefix(presented)):
+        for row in await self._active_with_prefix(key_prefix(presented)):
             # Check every candidate so timing does not depend on which one matched.
             if hmac.compare_digest(row.key_hash, digest):
                 found = row
         return found
+
+    async def _active_with_prefix(self, prefix: str) -> Sequence[ActiveKey]:
+        if self._changes is None:
+            return await self._repo.active_with_prefix(prefix)
+        version = self._changes.version()  # read before the query: a write after it shows
+        if version != self._seen_version or len(self._by_prefix) >= self.MAX_REMEMBERED_PREFIXES:
+            self._by_prefix.clear()
+            self._seen_version = version
+        rows = self._by_prefix.get(prefix)
+        if rows is None:
+            rows = await self._repo.active_with_prefix(prefix)
+            if self._seen_version == version:  # else a write came while we asked: don't keep
+                self._by_prefix[prefix] = rows
+        return rows
+
+    def close(self) -> None:
+        if self._changes is not None:
+            self._changes.close()
 
     async def all(self) -> Sequence[ApiKeyRow]:
         return await self._repo.all()
@@ -95,7 +122,7 @@ async def open_key_store(settings: Settings) -> tuple[KeyStore, AsyncEngine]:
     """
     db = create_engine(settings.database_url)
     await migrate(db)
-    store = KeyStore(ApiKeyRepo(create_sessionmaker(db)))
+    store = KeyStore(ApiKeyRepo(db), change_counter(settings.database_url))
     if settings.api_key is not None:
         await store.ensure(settings.api_key.get_secret_value(), ENV_KEY_NAME)
     return store, db

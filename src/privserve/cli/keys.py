@@ -24,6 +24,7 @@ def with_key_store(settings: Settings, action: Callable[[KeyStore], Awaitable[T]
         try:
             return await action(store)
         finally:
+            store.close()
             await db.dispose()
 
     return asyncio.run(run())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from typing import Annotated
@@ -114,7 +113,7 @@ def run_server(settings: Settings) -> None:
             timeout_graceful_shutdown=5,
         )
     )
-    asyncio.run(server.serve(sockets=[sock]))
+    server.run(sockets=[sock])  # uvicorn's own loop factory: uvloop when installed
 
 
 def _embedding_model_id(settings: Settings) -> str | None:

@@ -160,14 +160,43 @@ class EmbeddingEngine(Protocol):
     def max_input_tokens(self) -> int: ...
 
     @property
+    def shortenable(self) -> bool:
+        """Trained so that a vector's leading dimensions make a shorter one (Matryoshka)."""
+        ...
+
+    @property
     def vocab_size(self) -> int: ...
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model sees for each text, before truncation."""
+        ...
 
     def detokenize(self, ids: Sequence[int]) -> str: ...
 
     async def embed(self, texts: Sequence[str]) -> Any:
         """Normalized float32 vectors, one row per text (a numpy array)."""
+        ...
+
+    def stats(self) -> dict[str, float]: ...
+
+
+class RerankEngine(Protocol):
+    """Scores documents against a query: a cross-encoder, or cosine over an embedding model."""
+
+    method: str  # "cross-encoder" or "cosine"
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def max_input_tokens(self) -> int: ...
+
+    async def count_tokens(self, query: str, documents: Sequence[str]) -> tuple[int, int]:
+        """(the query's tokens, all tokens the model reads for this request)."""
+        ...
+
+    async def score(self, query: str, documents: Sequence[str]) -> list[float]:
+        """One relevance score per document, higher is more relevant."""
         ...
 
     def stats(self) -> dict[str, float]: ...

@@ -52,3 +52,17 @@ def resolve_embedding_model(settings: Settings) -> tuple[str, Path] | None:
             "nor a sentence-transformers directory"
         )
     return settings.embedding.model_id or path.name, path
+
+
+def resolve_rerank_model(settings: Settings) -> tuple[str, Path] | None:
+    """(id, directory) of the configured cross-encoder, or None: rerank then uses cosine."""
+    name = settings.rerank.model
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"rerank model {name!r} is not a directory holding a sentence-transformers "
+            "CrossEncoder (config.json, weights and tokenizer files)"
+        )
+    return settings.rerank.model_id or path.name, path

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
-from privserve.engine.base import EmbeddingEngine, TextEngine
+from privserve.engine.base import EmbeddingEngine, RerankEngine, TextEngine
+from privserve.engine.embedding.engine import CosineReranker
 from privserve.errors import ModelNotFound
 
 E = TypeVar("E")
 
 
 class ModelCatalog:
+    """Chat and completion engines, embedding engines, and rerankers.
+
+    Every embedding model also reranks by cosine; cross-encoders, when configured, come first
+    and are the default for requests that name no model."""
+
     def __init__(
         self,
         text_engines: Mapping[str, TextEngine],
         embedding_engines: Mapping[str, EmbeddingEngine] | None = None,
+        cross_encoders: Sequence[RerankEngine] = (),
     ) -> None:
         self._text = dict(text_engines)
         self._embedding = dict(embedding_engines or {})
+        self._rerank: dict[str, RerankEngine] = {e.model_id: e for e in cross_encoders}
+        for model_id, engine in sorted(self._embedding.items()):
+            self._rerank.setdefault(model_id, CosineReranker(engine))
         self.created = int(time.time())
 
     def text_engine(self, model_id: str) -> TextEngine:
@@ -27,6 +37,14 @@ class ModelCatalog:
 
     def embedding_engine(self, model_id: str) -> EmbeddingEngine:
         return self._find(self._embedding, model_id, "embedding")
+
+    def rerank_engine(self, model_id: str | None) -> RerankEngine:
+        """The named reranker, or the default one when `model_id` is None."""
+        if model_id is None:
+            if not self._rerank:
+                raise ModelNotFound("this server has no rerank model", param="model")
+            return next(iter(self._rerank.values()))
+        return self._find(self._rerank, model_id, "rerank")
 
     def _find(self, engines: Mapping[str, E], model_id: str, kind: str) -> E:
         engine = engines.get(model_id)
@@ -44,5 +62,9 @@ class ModelCatalog:
     def embedding_model_ids(self) -> list[str]:
         return sorted(self._embedding)
 
+    def rerank_model_ids(self) -> list[str]:
+        """Rerank-only models (cross-encoders); embedding models rerank too."""
+        return sorted(set(self._rerank) - set(self._embedding))
+
     def has(self, model_id: str) -> bool:
-        return model_id in self._text or model_id in self._embedding
+        return model_id in self._text or model_id in self._embedding or model_id in self._rerank

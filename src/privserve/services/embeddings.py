@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from typing import cast
 
-import anyio
 import numpy as np
 import numpy.typing as npt
 
@@ -27,6 +26,16 @@ def as_base64(vector: npt.NDArray[np.float32]) -> str:
     return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
 
 
+def shortened(vectors: npt.NDArray[np.float32], dimensions: int) -> npt.NDArray[np.float32]:
+    """The leading `dimensions` of each normalized vector, normalized again (Matryoshka)."""
+    if dimensions == vectors.shape[1]:
+        return vectors
+    head = vectors[:, :dimensions]
+    norms = np.linalg.norm(head, axis=1, keepdims=True)
+    result: npt.NDArray[np.float32] = (head / np.maximum(norms, 1e-12)).astype(np.float32)
+    return result
+
+
 class EmbeddingService:
     def __init__(self, catalog: ModelCatalog, config: EmbeddingConfig) -> None:
         self._catalog = catalog
@@ -35,14 +44,8 @@ class EmbeddingService:
     async def create(self, request: EmbeddingRequest) -> EmbeddingResponse:
         engine = self._catalog.embedding_engine(request.model)
         texts = self._texts(engine, request)
-        if request.dimensions is not None and request.dimensions != engine.dimensions:
-            raise InvalidRequest(
-                f"{engine.model_id} does not support shortening its vectors; it gives "
-                f"{engine.dimensions} dimensions (leave 'dimensions' out or send that number)",
-                param="dimensions",
-            )
-        # Tokenizing thousands of texts takes milliseconds: keep it off the event loop.
-        counts = await anyio.to_thread.run_sync(engine.count_tokens, texts)
+        dimensions = self._dimensions(engine, request.dimensions)
+        counts = await engine.count_tokens(texts)
         limit = engine.max_input_tokens
         for i, count in enumerate(counts):
             if count > limit and not self._config.truncate:
@@ -52,7 +55,7 @@ class EmbeddingService:
                     "PRIVSERVE_EMBEDDING__TRUNCATE=true to cut long inputs.",
                     param="input" if isinstance(request.input, str) else f"input[{i}]",
                 )
-        vectors = await engine.embed(texts)
+        vectors = shortened(await engine.embed(texts), dimensions)
         tokens = sum(min(count, limit) for count in counts)
         return EmbeddingResponse(
             data=[
@@ -65,6 +68,24 @@ class EmbeddingService:
             model=engine.model_id,
             usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
         )
+
+    @staticmethod
+    def _dimensions(engine: EmbeddingEngine, asked: int | None) -> int:
+        native = engine.dimensions
+        if asked is None or asked == native:
+            return native
+        if not engine.shortenable:
+            raise InvalidRequest(
+                f"{engine.model_id} does not support shortening its vectors; it gives "
+                f"{native} dimensions (leave 'dimensions' out or send that number)",
+                param="dimensions",
+            )
+        if asked > native:
+            raise InvalidRequest(
+                f"{engine.model_id} gives at most {native} dimensions; got {asked}",
+                param="dimensions",
+            )
+        return asked
 
     def _texts(self, engine: EmbeddingEngine, request: EmbeddingRequest) -> list[str]:
         raw = request.input

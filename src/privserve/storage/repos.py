@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from privserve.storage.tables import ApiKeyRow, utcnow
 
+_ACTIVE_WITH_PREFIX = select(ApiKeyRow.id, ApiKeyRow.key_hash).where(
+    ApiKeyRow.prefix == bindparam("prefix"), ApiKeyRow.revoked_at.is_(None)
+)
+
+
+class ActiveKey(NamedTuple):
+    """What a request's key check needs: which key, and the hash to compare."""
+
+    id: int
+    key_hash: str
+
 
 class ApiKeyRepo:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def add(self, *, name: str, prefix: str, key_hash: str) -> ApiKeyRow:
         async with self._sessions.begin() as session:
@@ -20,12 +33,11 @@ class ApiKeyRepo:
             session.add(row)
         return row
 
-    async def active_with_prefix(self, prefix: str) -> Sequence[ApiKeyRow]:
-        async with self._sessions() as session:
-            result = await session.scalars(
-                select(ApiKeyRow).where(ApiKeyRow.prefix == prefix, ApiKeyRow.revoked_at.is_(None))
-            )
-            return result.all()
+    async def active_with_prefix(self, prefix: str) -> Sequence[ActiveKey]:
+        # Runs on every request: a Core query on a pooled connection, no ORM session.
+        async with self._engine.connect() as connection:
+            result = await connection.execute(_ACTIVE_WITH_PREFIX, {"prefix": prefix})
+            return [ActiveKey(row.id, row.key_hash) for row in result]
 
     async def with_hash(self, key_hash: str) -> ApiKeyRow | None:
         async with self._sessions() as session:

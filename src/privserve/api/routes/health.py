@@ -20,4 +20,5 @@ async def health(catalog: Catalog) -> dict[str, object]:
         "embedding_models": {
             m: catalog.embedding_engine(m).stats() for m in catalog.embedding_model_ids()
         },
+        "rerank_models": {m: catalog.rerank_engine(m).stats() for m in catalog.rerank_model_ids()},
     }

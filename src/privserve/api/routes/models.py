@@ -12,26 +12,36 @@ from privserve.services.catalog import ModelCatalog
 router = APIRouter()
 
 
-RERANK_NOTE = (
+COSINE_NOTE = (
     "Embedding model; /v1/rerank with it scores documents by the cosine similarity of "
     "their vectors with the query's."
+)
+CROSS_ENCODER_NOTE = (
+    "Cross-encoder rerank model; /v1/rerank reads the query and each document together."
 )
 
 
 def card(catalog: ModelCatalog, model_id: str) -> ModelCard:
     if model_id in catalog.model_ids():
         return ModelCard(id=model_id, created=catalog.created, capabilities=["chat", "completions"])
+    if model_id in catalog.rerank_model_ids():
+        return ModelCard(
+            id=model_id,
+            created=catalog.created,
+            capabilities=["rerank"],
+            description=CROSS_ENCODER_NOTE,
+        )
     return ModelCard(
         id=model_id,
         created=catalog.created,
         capabilities=["embeddings", "rerank"],
-        description=RERANK_NOTE,
+        description=COSINE_NOTE,
     )
 
 
 @router.get("/models")
 async def list_models(catalog: Catalog) -> ModelList:
-    ids = catalog.model_ids() + catalog.embedding_model_ids()
+    ids = catalog.model_ids() + catalog.embedding_model_ids() + catalog.rerank_model_ids()
     return ModelList(data=[card(catalog, m) for m in ids])
 
 

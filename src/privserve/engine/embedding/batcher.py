@@ -1,9 +1,10 @@
-"""Dynamic batching: texts from many requests encoded together in one forward pass.
+"""Dynamic batching: inputs from many requests encoded together in one forward pass.
 
-Requests put their texts on a queue in chunks of at most `max_batch`, one chunk at a time. One task
-takes the first waiting chunk, gathers more until `max_batch` texts or the window has
-passed, and runs one encode on a worker thread; each caller gets its own rows back. While a
-pass runs, the next batch gathers, so under load the window costs nothing.
+Requests put their inputs (texts, or query-document pairs for a cross-encoder) on a queue in
+chunks of at most `max_batch`, one chunk at a time. One task takes the first waiting chunk,
+gathers more until `max_batch` inputs or the window has passed, and awaits one encode (which
+runs off the event loop); each caller gets its own rows back. While a pass runs, the next
+batch gathers, so under load the window costs nothing.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-import anyio
 import numpy as np
 import numpy.typing as npt
 
 from privserve.errors import Overloaded
 
-Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+Item = TypeVar("Item")
+Rows = npt.NDArray[np.float32]
+Encoder = Callable[[list[Item]], Awaitable[Rows]]
 
 
 @dataclass
@@ -34,21 +37,21 @@ class BatcherStats:
 
 
 @dataclass
-class _Chunk:
-    texts: Sequence[str]
-    done: asyncio.Future[npt.NDArray[np.float32]]
+class _Chunk(Generic[Item]):
+    texts: Sequence[Item]
+    done: asyncio.Future[Rows]
 
 
-class DynamicBatcher:
+class DynamicBatcher(Generic[Item]):
     def __init__(
-        self, encode: Encoder, *, window_s: float, max_batch: int, max_queued_texts: int
+        self, encode: Encoder[Item], *, window_s: float, max_batch: int, max_queued_texts: int
     ) -> None:
         self._encode = encode
         self._window_s = window_s
         self._max_batch = max_batch
         self._max_queued = max_queued_texts
-        self._queue: asyncio.Queue[_Chunk] = asyncio.Queue()
-        self._carry: _Chunk | None = None  # taken from the queue but did not fit the batch
+        self._queue: asyncio.Queue[_Chunk[Item]] = asyncio.Queue()
+        self._carry: _Chunk[Item] | None = None  # taken from the queue but did not fit the batch
         self.stats = BatcherStats()
         self._task: asyncio.Task[None] | None = None
 
@@ -61,10 +64,10 @@ class DynamicBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Vectors for `texts`, in order; raises Overloaded when too many texts wait."""
+    async def embed(self, texts: Sequence[Item]) -> Rows:
+        """One row per input, in order; raises Overloaded when too many inputs wait."""
         if self.stats.queued_texts + len(texts) > self._max_queued:
-            raise Overloaded(f"{self.stats.queued_texts} texts are waiting to be embedded")
+            raise Overloaded(f"{self.stats.queued_texts} inputs are waiting to be encoded")
         loop = asyncio.get_running_loop()
         self.stats.requests += 1
         parts = []
@@ -80,7 +83,7 @@ class DynamicBatcher:
                 chunk.done.cancel()  # a caller gone: its chunk, if still queued, is skipped
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    async def _next_batch(self) -> list[_Chunk]:
+    async def _next_batch(self) -> list[_Chunk[Item]]:
         first = self._carry or await self._queue.get()
         self._carry = None
         batch, size = [first], len(first.texts)
@@ -113,7 +116,7 @@ class DynamicBatcher:
                 continue
             started = time.perf_counter()
             try:
-                vectors = await anyio.to_thread.run_sync(self._encode, texts)
+                vectors = await self._encode(texts)
             except Exception as exc:  # handed to every caller of this batch
                 for chunk in batch:
                     if not chunk.done.done():

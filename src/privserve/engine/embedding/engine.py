@@ -1,4 +1,4 @@
-"""An embedding model served with dynamic batching."""
+"""Embedding and rerank models served with dynamic batching on the torch thread."""
 
 from __future__ import annotations
 
@@ -6,27 +6,56 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import anyio
 import numpy as np
 import numpy.typing as npt
 
-from privserve.config import EmbeddingConfig
+from privserve.config import EmbeddingConfig, RerankConfig
+from privserve.engine.base import EmbeddingEngine
 from privserve.engine.embedding.batcher import DynamicBatcher
+from privserve.engine.embedding.cross_encoder import CrossEncoderScorer, Pair
 from privserve.engine.embedding.model import SentenceEmbedder
+from privserve.engine.embedding.tokens import TokenCounter
+from privserve.engine.embedding.torch_thread import TorchThread
+
+INLINE_COUNT_CHARS = 2048  # up to this much text is tokenized on the event loop
+
+
+async def count_tokens(
+    counter: TokenCounter, texts: Sequence[str], pairs_with: Sequence[str] | None = None
+) -> list[int]:
+    size = sum(map(len, texts)) + (sum(map(len, pairs_with)) if pairs_with else 0)
+    if size <= INLINE_COUNT_CHARS:
+        return counter.count_inline(texts, pairs_with)
+    # Tokenizing thousands of texts takes milliseconds: keep it off the event loop.
+    return await anyio.to_thread.run_sync(counter.count, texts, pairs_with)
 
 
 class BatchedEmbedder:
-    def __init__(self, embedder: SentenceEmbedder, config: EmbeddingConfig) -> None:
+    def __init__(
+        self, embedder: SentenceEmbedder, config: EmbeddingConfig, thread: TorchThread
+    ) -> None:
         self._embedder = embedder
-        self._batcher = DynamicBatcher(
-            embedder.encode,
+
+        async def encode(texts: list[str]) -> npt.NDArray[np.float32]:
+            return await thread.run(embedder.encode, texts)
+
+        self._batcher: DynamicBatcher[str] = DynamicBatcher(
+            encode,
             window_s=config.batch_window_ms / 1000,
             max_batch=config.max_batch,
             max_queued_texts=config.max_queued_texts,
         )
 
     @classmethod
-    def load(cls, model_id: str, path: Path, config: EmbeddingConfig) -> BatchedEmbedder:
-        return cls(SentenceEmbedder(model_id, path, threads=config.threads), config)
+    def load(
+        cls, model_id: str, path: Path, config: EmbeddingConfig, thread: TorchThread
+    ) -> BatchedEmbedder:
+        """Blocks while the model loads (on the torch thread); call it off the event loop."""
+        embedder = thread.call(
+            lambda: SentenceEmbedder(model_id, path, shortenable=config.shortenable)
+        )
+        return cls(embedder, config, thread)
 
     @property
     def model_id(self) -> str:
@@ -37,18 +66,22 @@ class BatchedEmbedder:
         return self._embedder.dimensions
 
     @property
+    def shortenable(self) -> bool:
+        return self._embedder.shortenable
+
+    @property
     def max_input_tokens(self) -> int:
         return self._embedder.max_input_tokens
 
     @property
     def vocab_size(self) -> int:
-        return self._embedder.vocab_size
+        return self._embedder.tokens.vocab_size
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return self._embedder.count_tokens(texts)
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return await count_tokens(self._embedder.tokens, texts)
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return self._embedder.detokenize(ids)
+        return self._embedder.tokens.detokenize(ids)
 
     def start(self) -> None:
         """Starts batching on the running event loop."""
@@ -62,3 +95,86 @@ class BatchedEmbedder:
 
     def stats(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self._batcher.stats).items()}
+
+
+class BatchedCrossEncoder:
+    """A cross-encoder reranker: query-document pairs from many requests share passes."""
+
+    method = "cross-encoder"
+
+    def __init__(self, scorer: CrossEncoderScorer, config: RerankConfig, thread: TorchThread):
+        self._scorer = scorer
+
+        async def score(pairs: list[Pair]) -> npt.NDArray[np.float32]:
+            return await thread.run(scorer.score, pairs)
+
+        self._batcher: DynamicBatcher[Pair] = DynamicBatcher(
+            score,
+            window_s=config.batch_window_ms / 1000,
+            max_batch=config.max_batch,
+            max_queued_texts=config.max_queued_pairs,
+        )
+
+    @classmethod
+    def load(
+        cls, model_id: str, path: Path, config: RerankConfig, thread: TorchThread
+    ) -> BatchedCrossEncoder:
+        """Blocks while the model loads (on the torch thread); call it off the event loop."""
+        return cls(thread.call(lambda: CrossEncoderScorer(model_id, path)), config, thread)
+
+    @property
+    def model_id(self) -> str:
+        return self._scorer.model_id
+
+    @property
+    def max_input_tokens(self) -> int:
+        return self._scorer.max_input_tokens
+
+    async def count_tokens(self, query: str, documents: Sequence[str]) -> tuple[int, int]:
+        tokens = self._scorer.tokens
+        query_tokens = (await count_tokens(tokens, [query]))[0]
+        pairs = await count_tokens(tokens, [query] * len(documents), documents)
+        return query_tokens, sum(min(n, self.max_input_tokens) for n in pairs)
+
+    async def score(self, query: str, documents: Sequence[str]) -> list[float]:
+        scores = await self._batcher.embed([(query, d) for d in documents])
+        return [float(s) for s in scores]
+
+    def start(self) -> None:
+        self._batcher.start()
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    def stats(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self._batcher.stats).items()}
+
+
+class CosineReranker:
+    """Rerank without a cross-encoder: the cosine similarity of the query's and each
+    document's normalized vectors from an embedding model, which also gives its id."""
+
+    method = "cosine"
+
+    def __init__(self, embedder: EmbeddingEngine) -> None:
+        self._embedder = embedder
+
+    @property
+    def model_id(self) -> str:
+        return self._embedder.model_id
+
+    @property
+    def max_input_tokens(self) -> int:
+        return self._embedder.max_input_tokens
+
+    async def count_tokens(self, query: str, documents: Sequence[str]) -> tuple[int, int]:
+        counts = await self._embedder.count_tokens([query, *documents])
+        # Long documents are read up to the model's limit, as a cross-encoder would.
+        return counts[0], sum(min(n, self.max_input_tokens) for n in counts)
+
+    async def score(self, query: str, documents: Sequence[str]) -> list[float]:
+        vectors = await self._embedder.embed([query, *documents])
+        return [float(s) for s in np.asarray(vectors[1:]) @ np.asarray(vectors[0])]
+
+    def stats(self) -> dict[str, float]:
+        return self._embedder.stats()

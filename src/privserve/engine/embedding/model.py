@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,30 +11,40 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from privserve.engine.embedding.tokens import TokenCounter
 from privserve.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
 
-class SentenceEmbedder:
-    """Owns one SentenceTransformer; `encode` runs on one worker thread at a time."""
+def import_sentence_transformers() -> Any:
+    # Never reach for a model hub: models are local directories.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import sentence_transformers
+    except ImportError as exc:
+        raise ModelLoadError(
+            "embedding and rerank models need the 'embed' extra: pip install 'privserve[embed]'"
+        ) from exc
+    return sentence_transformers
 
-    def __init__(self, model_id: str, path: Path, *, threads: int | None = None) -> None:
-        # Never reach for a model hub: the model is a local directory.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            import torch
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise ModelLoadError(
-                "embedding models need the 'embed' extra: pip install 'privserve[embed]'"
-            ) from exc
+
+def trained_to_shorten(path: Path) -> bool:
+    """Whether the model card says the model was trained with MatryoshkaLoss, the loss that
+    makes a vector's leading dimensions a usable shorter vector."""
+    card = path / "README.md"
+    return card.is_file() and "MatryoshkaLoss" in card.read_text(encoding="utf-8", errors="ignore")
+
+
+class SentenceEmbedder:
+    """Owns one SentenceTransformer; construct it and call `encode` on the torch thread."""
+
+    def __init__(self, model_id: str, path: Path, *, shortenable: bool | None = None) -> None:
+        sentence_transformers = import_sentence_transformers()
         if not path.is_dir():
             raise ModelLoadError(f"embedding model directory not found: {path}")
-        if threads:
-            torch.set_num_threads(threads)
         try:
-            model = SentenceTransformer(str(path), device="cpu")
+            model = sentence_transformers.SentenceTransformer(str(path), device="cpu")
         except Exception as exc:  # sentence-transformers raises many kinds on a bad directory
             raise ModelLoadError(f"cannot load embedding model {path}: {exc}") from exc
         dimensions, max_tokens = model.get_sentence_embedding_dimension(), model.max_seq_length
@@ -47,31 +55,16 @@ class SentenceEmbedder:
         self.path = path
         self.dimensions = int(dimensions)
         self.max_input_tokens = int(max_tokens)
-        # A fast tokenizer keeps its padding and truncation settings between calls, so two
-        # threads using one corrupt each other's batches: counting gets its own copy, and
-        # callers of it take turns (encoding runs on one thread at a time already).
-        self._counting_tokenizer: Any = copy.deepcopy(self._model.tokenizer)
-        self._counting = threading.Lock()
-        self.vocab_size: int = int(len(self._counting_tokenizer))
+        self.shortenable = trained_to_shorten(path) if shortenable is None else shortenable
+        self.tokens = TokenCounter(model.tokenizer)
         logger.info(
-            "loaded embedding model %s from %s: %d dimensions, %d tokens",
+            "loaded embedding model %s from %s: %d dimensions, %d tokens%s",
             model_id,
             path,
             self.dimensions,
             self.max_input_tokens,
+            ", can shorten" if self.shortenable else "",
         )
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens the model sees for each text, special tokens included, before truncation."""
-        with self._counting:
-            encoded = self._counting_tokenizer(
-                list(texts), add_special_tokens=True, truncation=False
-            )
-        return [len(ids) for ids in encoded["input_ids"]]
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        with self._counting:
-            return str(self._counting_tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         vectors = self._model.encode(

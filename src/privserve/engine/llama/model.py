@@ -48,6 +48,21 @@ def quiet_llama_cpp_logs() -> None:
     llama_cpp.llama_log_set(_log_callback(), ctypes.c_void_p(0))
 
 
+def system_info(llama_cpp: Any) -> str:
+    """llama.cpp's build features, e.g. `AVX2 = 1 | AMX_INT8 = 1 | REPACK = 1`."""
+    return bytes(llama_cpp.llama_print_system_info()).decode("utf-8", "replace")
+
+
+def repacking_enabled(setting: bool | None, features: str) -> bool:
+    """Whether llama.cpp may repack weights into its extra buffer types (faster kernels).
+
+    By default not when the build uses AMX: its AMX matrix kernels crashed on a Xeon whose
+    kernel granted AMX, and plain AVX-512 kernels serve small models about as well."""
+    if setting is not None:
+        return setting
+    return "AMX_INT8 = 1" not in features
+
+
 class LlamaModel:
     def __init__(self, spec: ModelSpec, config: LlamaConfig) -> None:
         import llama_cpp
@@ -60,6 +75,7 @@ class LlamaModel:
         self.lib: Any = llama_cpp
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = config.n_gpu_layers
+        params.use_extra_bufts = repacking_enabled(config.repack, system_info(llama_cpp))
         self.handle = llama_cpp.llama_model_load_from_file(str(spec.path).encode(), params)
         if not self.handle:
             raise ModelLoadError(f"cannot load {spec.path}: llama.cpp rejected the file")
