@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import llama_cpp
+
+from privserve.engine.llama.model import repacking_enabled, system_info
 
 MODEL_ID = "gemma3-270m"
 LLAMA_SERVER_ENV = "PRIVSERVE_BENCH_LLAMA_SERVER"
@@ -105,6 +108,8 @@ def start_llama_server(
     cmd += ["-a", MODEL_ID, "-np", str(parallel), "-cb", "-kvu", "-t", str(threads)]
     cmd += ["-tb", str(threads), "-c", str(ctx * parallel), "--no-jinja"]
     cmd += ["--chat-template", "gemma", "--no-webui"]
+    if not repacking_enabled(None, system_info(llama_cpp)):
+        cmd += ["--no-repack"]  # as privserve decides for this machine, for a fair comparison
     process = launch(cmd, log)
     wait_ready(f"http://127.0.0.1:{port}/health", process)
     return Running("llama-server", process, f"http://127.0.0.1:{port}")

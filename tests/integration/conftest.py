@@ -11,6 +11,7 @@ import openai
 import pytest
 import pytest_asyncio  # noqa: F401  (imported so a missing plugin fails loudly)
 
+from tests.checkpoints import bert
 from tests.integration.server import RunningServer, start_server
 
 MODEL_ID = "gemma3-270m"
@@ -31,6 +32,33 @@ def server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iterator[R
     yield running
     running.stop()
     # Kept for reading after a failed run: the server's whole log.
+    (home / "server.log").write_text("".join(running.output))
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT cross-encoder, saved as a downloaded reranker directory."""
+    return bert.cross_encoder(tmp_path_factory.mktemp("checkpoints") / "tiny-reranker")
+
+
+@pytest.fixture(scope="session")
+def configured_server(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str, cross_encoder_dir: Path
+) -> Iterator[RunningServer]:
+    """A second server with the options the default one leaves off: a cross-encoder given
+    by flag, inputs cut at the model's limit, and vectors that may be shortened."""
+    home = tmp_path_factory.mktemp("configured")
+    running = start_server(
+        home,
+        args=["--rerank-model", str(cross_encoder_dir)],
+        env={
+            "PRIVSERVE_API_KEY": api_key,
+            "PRIVSERVE_EMBEDDING__TRUNCATE": "true",
+            "PRIVSERVE_EMBEDDING__SHORTENABLE": "true",
+        },
+    )
+    yield running
+    running.stop()
     (home / "server.log").write_text("".join(running.output))
 
 

