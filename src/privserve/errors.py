@@ -97,3 +97,8 @@ class ModelLoadError(PrivserveError):
     """A model file or its chat format cannot be used; raised at start-up, not per request."""
 
     code = "model_load_error"
+
+
+class ConversionError(PrivserveError):
+    """A checkpoint that cannot be converted: missing files, an unknown architecture, no
+    disk, or the converter failing. Its message says what to do."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from privserve import __version__
-from privserve.cli import keys, models
+from privserve.cli import convert, keys, models
 from privserve.cli.output import make_console
 from privserve.cli.serve import serve
 
@@ -16,7 +16,8 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.add_typer(keys.app, name="keys")
-models.register(app)
+app.add_typer(models.app, name="models")
+convert.register(app)
 
 
 @app.command("version")

@@ -13,20 +13,26 @@ from privserve.models.bundled import (
     directory_of,
     materialize,
 )
+from privserve.models.store import ModelStore
 
 
 def resolve_chat_model(settings: Settings) -> ModelSpec:
-    """`settings.model` names a bundled model or a .gguf path; the file exists afterwards."""
+    """`settings.model` names a bundled model, a registered one or a .gguf path; the file
+    exists afterwards."""
     bundled = BUNDLED_MODELS.get(settings.model)
+    registered = _registered(settings, settings.model, "chat")
     if bundled is not None:
         path = materialize(bundled, settings.models_dir)
         default_id = bundled.name
+    elif registered is not None:
+        path, default_id = registered
     else:
         path = Path(settings.model).expanduser()
         if not path.is_file():
             known = ", ".join(sorted(BUNDLED_MODELS))
             raise ModelLoadError(
-                f"model {settings.model!r} is neither a bundled model ({known}) nor a GGUF file"
+                f"model {settings.model!r} is neither a bundled model ({known}), a registered "
+                "one (privserve models list) nor a GGUF file"
             )
         default_id = path.stem
     return ModelSpec(
@@ -44,6 +50,9 @@ def resolve_embedding_model(settings: Settings) -> tuple[str, Path] | None:
     bundled = BUNDLED_EMBEDDING_MODELS.get(name)
     if bundled is not None:
         return settings.embedding.model_id or bundled.name, directory_of(bundled)
+    registered = _registered(settings, name, "embedding")
+    if registered is not None:
+        return settings.embedding.model_id or registered[1], registered[0]
     path = Path(name).expanduser()
     if not path.is_dir():
         known = ", ".join(sorted(BUNDLED_EMBEDDING_MODELS))
@@ -59,6 +68,9 @@ def resolve_rerank_model(settings: Settings) -> tuple[str, Path] | None:
     name = settings.rerank.model
     if not name:
         return None
+    registered = _registered(settings, name, "rerank")
+    if registered is not None:
+        return settings.rerank.model_id or registered[1], registered[0]
     path = Path(name).expanduser()
     if not path.is_dir():
         raise ModelLoadError(
@@ -66,3 +78,19 @@ def resolve_rerank_model(settings: Settings) -> tuple[str, Path] | None:
             "CrossEncoder (config.json, weights and tokenizer files)"
         )
     return settings.rerank.model_id or path.name, path
+
+
+def _registered(settings: Settings, name: str, kind: str) -> tuple[Path, str] | None:
+    """(path, name) of a model registered under `name` for `kind`; a name registered for
+    another kind is an error that says so."""
+    model = ModelStore(settings.models_dir).get(name)
+    if model is None:
+        return None
+    if model.kind != kind:
+        raise ModelLoadError(f"{name!r} is registered as a {model.kind} model, not {kind}")
+    if not model.path.exists():
+        raise ModelLoadError(
+            f"{name!r} is registered at {model.path}, which is gone "
+            f"(privserve models remove {name})"
+        )
+    return model.path, model.name

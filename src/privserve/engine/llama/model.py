@@ -10,6 +10,7 @@ import ctypes
 import functools
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from privserve.config import LlamaConfig
@@ -63,6 +64,35 @@ def repacking_enabled(setting: bool | None, features: str) -> bool:
     return "AMX_INT8 = 1" not in features
 
 
+def _metadata(llama_cpp: Any, handle: Any) -> dict[str, str]:
+    buffer = ctypes.create_string_buffer(_METADATA_VALUE_BYTES)
+    metadata = {}
+    for i in range(llama_cpp.llama_model_meta_count(handle)):
+        n = llama_cpp.llama_model_meta_key_by_index(handle, i, buffer, len(buffer))
+        key = buffer.value.decode("utf-8", "replace") if n >= 0 else ""
+        n = llama_cpp.llama_model_meta_val_str_by_index(handle, i, buffer, len(buffer))
+        if key and n >= 0:
+            metadata[key] = buffer.value.decode("utf-8", "replace")
+    return metadata
+
+
+def read_gguf_metadata(path: Path) -> dict[str, str]:
+    """A GGUF file's metadata, read without loading its weights (vocabulary only)."""
+    import llama_cpp
+
+    quiet_llama_cpp_logs()
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    handle = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not handle:
+        raise ModelLoadError(f"{path} is not a GGUF file llama.cpp can read")
+    try:
+        return _metadata(llama_cpp, handle)
+    finally:
+        llama_cpp.llama_model_free(handle)
+
+
 class LlamaModel:
     def __init__(self, spec: ModelSpec, config: LlamaConfig) -> None:
         import llama_cpp
@@ -97,15 +127,7 @@ class LlamaModel:
         )
 
     def _read_metadata(self) -> dict[str, str]:
-        buffer = ctypes.create_string_buffer(_METADATA_VALUE_BYTES)
-        metadata = {}
-        for i in range(self.lib.llama_model_meta_count(self.handle)):
-            n = self.lib.llama_model_meta_key_by_index(self.handle, i, buffer, len(buffer))
-            key = buffer.value.decode("utf-8", "replace") if n >= 0 else ""
-            n = self.lib.llama_model_meta_val_str_by_index(self.handle, i, buffer, len(buffer))
-            if key and n >= 0:
-                metadata[key] = buffer.value.decode("utf-8", "replace")
-        return metadata
+        return _metadata(self.lib, self.handle)
 
     def render_chat(self, messages: Sequence[PromptMessage]) -> str:
         return self.chat_format.render(messages)

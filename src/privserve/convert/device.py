@@ -1,0 +1,53 @@
+"""Where a converted model will run, and how much memory is free there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    free_bytes: int
+
+
+def serving_device() -> Device:
+    """The GPU when llama.cpp is built with GPU offload and one is present, else RAM."""
+    gpu = _free_gpu() if _llama_offloads() else None
+    return gpu or Device("RAM", _free_ram())
+
+
+def _llama_offloads() -> bool:
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def _free_gpu() -> Device | None:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    done = subprocess.run(
+        [smi, "--query-gpu=name,memory.free", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    name, free_mib = done.stdout.strip().splitlines()[0].rsplit(",", 1)
+    return Device(f"GPU ({name.strip()})", int(float(free_mib)) * 1024 * 1024)
+
+
+def _free_ram() -> int:
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -1,0 +1,125 @@
+"""Tiny random checkpoints of the Llama family (Llama, Qwen2, Gemma), each with the kind of
+tokenizer its real models use, trained here, and the family's own chat template.
+
+Hidden and FFN sizes are multiples of 256 so that 4-bit files really hold Q4_K blocks:
+llama.cpp falls back to other types for rows K-quants cannot split.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece as spm
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from tests.checkpoints.tokenizers import CORPUS
+
+LLAMA2_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    build: Callable[[Path], Path]
+    # The tokenizer the family's real models were trained with, as its authors run it:
+    # (checkpoint, text, whether it is a rendered chat prompt holding special tokens).
+    original_tokens: Callable[[Path, str, bool], list[int]]
+
+
+def sentencepiece_tokens(checkpoint: Path, text: str, chat: bool = False) -> list[int]:
+    """SentencePiece itself. A plain text gets the BOS the model expects; a rendered chat
+    prompt is split at its special tokens and each piece of text encoded on its own, as
+    Llama's reference code builds prompts. (transformers' fast conversion differs from
+    SentencePiece on runs of leading spaces and after special tokens.)"""
+    processor = spm.SentencePieceProcessor(model_file=str(checkpoint / "tokenizer.model"))
+    if not chat:
+        return [processor.bos_id(), *processor.encode(text)]
+    specials = {"<s>": processor.bos_id(), "</s>": processor.eos_id()}
+    tokens: list[int] = []
+    for piece in re.split("(<s>|</s>)", text):
+        if piece in specials:
+            tokens.append(specials[piece])
+        elif piece:
+            tokens += processor.encode(piece)
+    return tokens
+
+
+def sentencepiece_model(vocab_size: int = 512, *, byte_fallback: bool = True) -> bytes:
+    """A SentencePiece BPE model over the mixed corpus: <unk>=0, <s>=1, </s>=2, byte pieces."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS * 20),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=byte_fallback,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def _sentencepiece_tokenizer(
+    directory: Path, tokenizer_class: str, template: str
+) -> PreTrainedTokenizerBase:
+    (directory / "tokenizer.model").write_bytes(sentencepiece_model())
+    config = {
+        "tokenizer_class": tokenizer_class,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "legacy": False,
+        "chat_template": template,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.save_pretrained(directory)  # adds tokenizer.json, as real repositories have
+    return tokenizer
+
+
+def llama(directory: Path, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = _sentencepiece_tokenizer(directory, "LlamaTokenizer", LLAMA2_TEMPLATE)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        torch_dtype="float16",
+    )
+    LlamaForCausalLM(config).to(torch.float16).save_pretrained(directory)
+    return directory
+
+
+FAMILIES = [Family("llama", llama, sentencepiece_tokens)]

@@ -1,0 +1,144 @@
+"""`privserve convert` end to end, per architecture: a tiny random checkpoint built here is
+converted at 16, 8 and 4 bits; the files hold those types; llama.cpp reads the f16 file as
+transformers reads the checkpoint (logits and tokens); the 4-bit file is served by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+from transformers import AutoTokenizer
+
+from privserve.convert.pipeline import inspect
+from privserve.convert.toolkit import ensure_toolkit
+from tests.checkpoints.compare import GgufModel, torch_last_logits
+from tests.checkpoints.llama_family import FAMILIES, Family
+from tests.integration.server import start_server
+
+pytestmark = pytest.mark.model
+
+BITS = (16, 8, 4)
+MIXED_TEXTS = [
+    "The river opened the north gate on day 12.",
+    "水是生命之源，河流穿过城市。",
+    "  two  spaces,\ttab\nand newline  ",
+    "Mixed 中文 and English 123",
+]
+
+
+@dataclass(frozen=True)
+class Converted:
+    family: Family
+    checkpoint: Path
+    files: dict[int, Path]
+    home: Path
+
+
+@pytest.fixture(scope="session")
+def convert_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One PRIVSERVE_HOME for every conversion: the converter is fetched into it once."""
+    return tmp_path_factory.mktemp("convert-home")
+
+
+def privserve(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
+    env["PRIVSERVE_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "privserve", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=lambda f: f.name)
+def converted(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, convert_home: Path
+) -> Converted:
+    family: Family = request.param
+    checkpoint = family.build(tmp_path_factory.mktemp("checkpoints") / f"tiny-{family.name}")
+    files = {}
+    for bits in BITS:
+        name = f"tiny-{family.name}-{bits}"
+        done = privserve(
+            convert_home, "convert", str(checkpoint), "--bits", str(bits), "--name", name
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"Registered as {name}" in done.stdout
+        files[bits] = convert_home / "models" / f"{name}.gguf"
+    return Converted(family, checkpoint, files, convert_home)
+
+
+def test_each_file_holds_its_precisions_tensor_types(converted: Converted) -> None:
+    toolkit = ensure_toolkit(converted.home / "tools")
+    types = {
+        bits: set(inspect(toolkit, path)["tensor_types"]) for bits, path in converted.files.items()
+    }
+    assert "F16" in types[16] and types[16] <= {"F16", "F32"}
+    assert "Q8_0" in types[8] and types[8] <= {"Q8_0", "F32"}
+    # Q4_K_M: most matrices Q4_K, the output and some attn_v/ffn_down Q6_K.
+    assert {"Q4_K", "Q6_K"} <= types[4] and "F16" not in types[4]
+    sizes = [converted.files[b].stat().st_size for b in BITS]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_llama_cpp_reads_the_f16_file_as_transformers_reads_the_checkpoint(
+    converted: Converted,
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(converted.checkpoint)
+    gguf = GgufModel(converted.files[16])
+    try:
+        for text in MIXED_TEXTS:
+            assert gguf.tokenize(text) == converted.family.original_tokens(
+                converted.checkpoint, text, False
+            ), text
+        ids = tokenizer(MIXED_TEXTS[0])["input_ids"]
+        ours, theirs = gguf.last_logits(ids), torch_last_logits(converted.checkpoint, ids)
+    finally:
+        gguf.close()
+    assert int(np.argmax(ours)) == int(np.argmax(theirs))
+    assert np.abs(ours - theirs).max() < 0.05  # f16 weights against f32 arithmetic
+
+
+def test_the_4_bit_file_is_listed_and_served_with_its_chat_template(
+    converted: Converted,
+) -> None:
+    listed = json.loads(privserve(converted.home, "models", "list", "--json").stdout)
+    name = f"tiny-{converted.family.name}-4"
+    [entry] = [m for m in listed if m["name"] == name]
+    assert entry["precision"] == "q4_k_m" and entry["kind"] == "chat"
+    assert entry["context_length"] == 512 and entry["chat_template"] == "embedded"
+    server = start_server(
+        converted.home,
+        args=["--model", name, "--ctx-size", "512", "--parallel", "2", "--embedding-model", ""],
+        env={"PRIVSERVE_API_KEY": "sk-test-convert"},
+    )
+    try:
+        with openai.OpenAI(base_url=server.base_url, api_key="sk-test-convert") as client:
+            messages = [
+                {"role": "user", "content": "Where is the river?"},
+                {"role": "assistant", "content": "By the north gate."},
+                {"role": "user", "content": "水在哪里？"},
+            ]
+            reply = client.chat.completions.create(
+                model=name,
+                messages=messages,
+                max_tokens=4,
+                temperature=0,  # type: ignore[arg-type]
+            )
+    finally:
+        server.stop()
+    tokenizer = AutoTokenizer.from_pretrained(converted.checkpoint)
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    expected = converted.family.original_tokens(converted.checkpoint, rendered, True)
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == len(expected)
+    assert reply.usage.completion_tokens >= 1
