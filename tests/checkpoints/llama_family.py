@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tests.checkpoints.tokenizers import CORPUS
@@ -122,4 +123,76 @@ def llama(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-FAMILIES = [Family("llama", llama, sentencepiece_tokens)]
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+# Qwen2's split pattern, as its tokenizer.json carries it.
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def byte_level_bpe(pattern: str, specials: list[str], vocab_size: int = 600) -> Tokenizer:
+    """A byte-level BPE tokenizer splitting text with `pattern`, as Qwen2's and Llama 3's."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=specials,
+    )
+    tokenizer.train_from_iterator(CORPUS * 20, trainer)
+    return tokenizer
+
+
+def qwen2(directory: Path, seed: int = 0) -> Path:
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    directory.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(QWEN2_PATTERN, specials),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHATML_TEMPLATE,
+        model_max_length=512,
+    )
+    tokenizer.save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        torch_dtype="bfloat16",
+    )
+    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    return directory
+
+
+def tokenizer_json_tokens(checkpoint: Path, text: str, chat: bool = False) -> list[int]:
+    """A BPE model's original tokenizer is its tokenizer.json; Qwen2 adds no BOS."""
+    tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+FAMILIES = [
+    Family("llama", llama, sentencepiece_tokens),
+    Family("qwen2", qwen2, tokenizer_json_tokens),
+]

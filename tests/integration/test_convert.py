@@ -82,7 +82,9 @@ def test_each_file_holds_its_precisions_tensor_types(converted: Converted) -> No
     types = {
         bits: set(inspect(toolkit, path)["tensor_types"]) for bits, path in converted.files.items()
     }
-    assert "F16" in types[16] and types[16] <= {"F16", "F32"}
+    # 16 bits keep the checkpoint's own half type: bf16 stays bf16.
+    sixteen = "BF16" if "bfloat16" in (converted.checkpoint / "config.json").read_text() else "F16"
+    assert sixteen in types[16] and types[16] <= {sixteen, "F32"}
     assert "Q8_0" in types[8] and types[8] <= {"Q8_0", "F32"}
     # Q4_K_M: most matrices Q4_K, the output and some attn_v/ffn_down Q6_K.
     assert {"Q4_K", "Q6_K"} <= types[4] and "F16" not in types[4]

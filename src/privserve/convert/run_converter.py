@@ -1,19 +1,45 @@
 """Subprocess entry: `python -m privserve.convert.run_converter TOOLKIT [converter args]`.
 
 Runs llama.cpp's convert_hf_to_gguf.py from the toolkit, in its own process so a
-conversion's memory and any crash stay out of the caller.
+conversion's memory and any crash stay out of the caller, with privserve's additions
+installed first (they only add; the converter's own behaviour comes first).
 """
 
 from __future__ import annotations
 
+import logging
 import runpy
 import sys
 from pathlib import Path
+from typing import Any
+
+from privserve.convert import pretokenizers
+
+logger = logging.getLogger("privserve.convert")
+
+
+def install_additions() -> None:
+    from conversion.base import TextModel  # type: ignore[import-not-found]  # the toolkit
+
+    recognise = TextModel.get_vocab_base_pre
+
+    def get_vocab_base_pre(self: Any, tokenizer: Any) -> str:
+        try:
+            return str(recognise(self, tokenizer))
+        except NotImplementedError:
+            named = pretokenizers.identify(Path(self.dir_model))
+            if named is None:
+                raise
+            logger.warning("pre-tokenizer recognised by its split pattern: %s", named)
+            return named
+
+    TextModel.get_vocab_base_pre = get_vocab_base_pre
 
 
 def main(argv: list[str]) -> None:
     root = Path(argv[1])
     sys.path[:0] = [str(root), str(root / "gguf-py")]
+    install_additions()
     script = root / "convert_hf_to_gguf.py"
     sys.argv = [str(script), *argv[2:]]
     runpy.run_path(str(script), run_name="__main__")
