@@ -46,9 +46,9 @@ def sentencepiece_tokens(checkpoint: Path, text: str, chat: bool = False) -> lis
     processor = spm.SentencePieceProcessor(model_file=str(checkpoint / "tokenizer.model"))
     if not chat:
         return [processor.bos_id(), *processor.encode(text)]
-    specials = {"<s>": processor.bos_id(), "</s>": processor.eos_id()}
+    specials = {processor.id_to_piece(i): i for i in (processor.bos_id(), processor.eos_id())}
     tokens: list[int] = []
-    for piece in re.split("(<s>|</s>)", text):
+    for piece in re.split("(" + "|".join(map(re.escape, specials)) + ")", text):
         if piece in specials:
             tokens.append(specials[piece])
         elif piece:
@@ -56,33 +56,39 @@ def sentencepiece_tokens(checkpoint: Path, text: str, chat: bool = False) -> lis
     return tokens
 
 
-def sentencepiece_model(vocab_size: int = 512, *, byte_fallback: bool = True) -> bytes:
-    """A SentencePiece BPE model over the mixed corpus: <unk>=0, <s>=1, </s>=2, byte pieces."""
+def sentencepiece_model(vocab_size: int = 512, **options: object) -> bytes:
+    """A SentencePiece BPE model over the mixed corpus with byte pieces; by default Llama's
+    ids (<unk>=0, <s>=1, </s>=2), `options` override trainer settings."""
     model = io.BytesIO()
+    settings: dict[str, object] = {
+        "vocab_size": vocab_size,
+        "model_type": "bpe",
+        "byte_fallback": True,
+        "character_coverage": 1.0,
+        "unk_id": 0,
+        "bos_id": 1,
+        "eos_id": 2,
+        "pad_id": -1,
+        "split_digits": True,
+        "allow_whitespace_only_pieces": True,
+        "remove_extra_whitespaces": False,
+        "normalization_rule_name": "identity",
+        "minloglevel": 2,
+    }
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS * 20),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type="bpe",
-        byte_fallback=byte_fallback,
-        character_coverage=1.0,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        split_digits=True,
-        allow_whitespace_only_pieces=True,
-        remove_extra_whitespaces=False,
-        normalization_rule_name="identity",
-        minloglevel=2,
+        sentence_iterator=iter(CORPUS * 20), model_writer=model, **(settings | options)
     )
     return model.getvalue()
 
 
 def _sentencepiece_tokenizer(
-    directory: Path, tokenizer_class: str, template: str
+    directory: Path,
+    tokenizer_class: str,
+    template: str,
+    model: bytes | None = None,
+    **tokens: object,
 ) -> PreTrainedTokenizerBase:
-    (directory / "tokenizer.model").write_bytes(sentencepiece_model())
+    (directory / "tokenizer.model").write_bytes(model or sentencepiece_model())
     config = {
         "tokenizer_class": tokenizer_class,
         "bos_token": "<s>",
@@ -92,7 +98,7 @@ def _sentencepiece_tokenizer(
         "add_eos_token": False,
         "legacy": False,
         "chat_template": template,
-    }
+    } | tokens
     (directory / "tokenizer_config.json").write_text(json.dumps(config))
     tokenizer = AutoTokenizer.from_pretrained(directory)
     tokenizer.save_pretrained(directory)  # adds tokenizer.json, as real repositories have
@@ -192,7 +198,79 @@ def tokenizer_json_tokens(checkpoint: Path, text: str, chat: bool = False) -> li
     return list(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+
+
+def gemma(directory: Path, seed: int = 0) -> Path:
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    directory.mkdir(parents=True, exist_ok=True)
+    # Gemma's layout: <pad>=0 <eos>=1 <bos>=2 <unk>=3, turn markers as whole pieces, and no
+    # space added in front of the text.
+    model = sentencepiece_model(
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        pad_piece="<pad>",
+        eos_piece="<eos>",
+        bos_piece="<bos>",
+        unk_piece="<unk>",
+        user_defined_symbols=["<start_of_turn>", "<end_of_turn>"],
+        add_dummy_prefix=False,
+    )
+    tokenizer = _sentencepiece_tokenizer(
+        directory,
+        "GemmaTokenizer",
+        GEMMA_TEMPLATE,
+        model,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+    )
+    # Gemma's repositories declare the turn markers special in tokenizer_config.json, which
+    # is where converters learn that they are control tokens and never text.
+    config_file = directory / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_file.read_text())
+    tokenizer_config["added_tokens_decoder"] = {
+        str(tokenizer.convert_tokens_to_ids(marker)): {
+            "content": marker,
+            "special": True,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "single_word": False,
+        }
+        for marker in ("<start_of_turn>", "<end_of_turn>")
+    }
+    config_file.write_text(json.dumps(tokenizer_config, indent=2))
+    torch.manual_seed(seed)
+    config = GemmaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        torch_dtype="float32",
+    )
+    GemmaForCausalLM(config).save_pretrained(directory)
+    return directory
+
+
 FAMILIES = [
     Family("llama", llama, sentencepiece_tokens),
     Family("qwen2", qwen2, tokenizer_json_tokens),
+    Family("gemma", gemma, sentencepiece_tokens),
 ]
