@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
@@ -27,15 +25,6 @@ LLAMA2_TEMPLATE = (
     "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}"
     "{% endif %}{% endfor %}"
 )
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    build: Callable[[Path], Path]
-    # The tokenizer the family's real models were trained with, as its authors run it:
-    # (checkpoint, text, whether it is a rendered chat prompt holding special tokens).
-    original_tokens: Callable[[Path, str, bool], list[int]]
 
 
 def sentencepiece_tokens(checkpoint: Path, text: str, chat: bool = False) -> list[int]:
@@ -267,10 +256,3 @@ def gemma(directory: Path, seed: int = 0) -> Path:
     )
     GemmaForCausalLM(config).save_pretrained(directory)
     return directory
-
-
-FAMILIES = [
-    Family("llama", llama, sentencepiece_tokens),
-    Family("qwen2", qwen2, tokenizer_json_tokens),
-    Family("gemma", gemma, sentencepiece_tokens),
-]

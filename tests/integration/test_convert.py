@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
-from transformers import AutoTokenizer
 
+from privserve.config import LlamaConfig
 from privserve.convert.pipeline import inspect
 from privserve.convert.toolkit import ensure_toolkit
-from tests.checkpoints.compare import GgufModel, torch_last_logits
-from tests.checkpoints.llama_family import FAMILIES, Family
+from privserve.engine.base import ModelSpec, PromptMessage
+from privserve.engine.llama.model import LlamaModel
+from tests.checkpoints.compare import GgufModel
+from tests.checkpoints.families import FAMILIES, Family
 from tests.integration.server import start_server
 
 pytestmark = pytest.mark.model
@@ -95,15 +97,15 @@ def test_each_file_holds_its_precisions_tensor_types(converted: Converted) -> No
 def test_llama_cpp_reads_the_f16_file_as_transformers_reads_the_checkpoint(
     converted: Converted,
 ) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(converted.checkpoint)
+    family = converted.family
     gguf = GgufModel(converted.files[16])
     try:
         for text in MIXED_TEXTS:
-            assert gguf.tokenize(text) == converted.family.original_tokens(
+            assert gguf.tokenize(text) == family.original_tokens(
                 converted.checkpoint, text, False
             ), text
-        ids = tokenizer(MIXED_TEXTS[0])["input_ids"]
-        ours, theirs = gguf.last_logits(ids), torch_last_logits(converted.checkpoint, ids)
+        ids = family.original_tokens(converted.checkpoint, MIXED_TEXTS[0], False)
+        ours, theirs = gguf.last_logits(ids), family.reference_logits(converted.checkpoint, ids)
     finally:
         gguf.close()
     assert int(np.argmax(ours)) == int(np.argmax(theirs))
@@ -138,9 +140,13 @@ def test_the_4_bit_file_is_listed_and_served_with_its_chat_template(
             )
     finally:
         server.stop()
-    tokenizer = AutoTokenizer.from_pretrained(converted.checkpoint)
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    expected = converted.family.original_tokens(converted.checkpoint, rendered, True)
+    # The file's own template gives exactly the prompt the family's format makes.
+    expected_prompt = converted.family.chat_prompt(converted.checkpoint, messages)
+    model = LlamaModel(ModelSpec(model_id=name, path=converted.files[4]), LlamaConfig())
+    assert model.render_chat([PromptMessage(m["role"], m["content"]) for m in messages]) == (
+        expected_prompt
+    )
+    expected = converted.family.original_tokens(converted.checkpoint, expected_prompt, True)
     assert reply.usage is not None
     assert reply.usage.prompt_tokens == len(expected)
     assert reply.usage.completion_tokens >= 1

@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from privserve.convert import pretokenizers
+from privserve.convert import chatglm, pretokenizers
 
 logger = logging.getLogger("privserve.convert")
 
 
 def install_additions() -> None:
     from conversion.base import TextModel  # type: ignore[import-not-found]  # the toolkit
+    from conversion.chatglm import ChatGLMModel  # type: ignore[import-not-found]
 
     recognise = TextModel.get_vocab_base_pre
 
@@ -34,6 +35,16 @@ def install_additions() -> None:
             return named
 
     TextModel.get_vocab_base_pre = get_vocab_base_pre
+
+    glm_vocab = ChatGLMModel.set_vocab
+
+    def set_vocab(self: Any) -> None:
+        if chatglm.uses_sentencepiece(Path(self.dir_model)):
+            chatglm.set_vocab(self)  # ChatGLM2 and ChatGLM3
+        else:
+            glm_vocab(self)  # GLM-4's BPE vocabulary: the converter's own
+
+    ChatGLMModel.set_vocab = set_vocab
 
 
 def main(argv: list[str]) -> None:
