@@ -17,12 +17,19 @@ from safetensors.torch import load_file, save_file
 
 from tests.checkpoints.llama_family import sentencepiece_model
 
-# ChatGLM2's tokens after the SentencePiece vocabulary, in order.
+# ChatGLM2's tokens after the SentencePiece vocabulary, in order; ChatGLM3 adds its roles.
 SPECIALS = ["[MASK]", "[gMASK]", "[sMASK]", "sop", "eop"]
+ROLES = ["<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"]
 HIDDEN, HEADS, HEAD_DIM, GROUPS, FFN, LAYERS, PADDED_VOCAB = 256, 4, 64, 2, 512, 2, 640
 
 
-def chatglm2(directory: Path, seed: int = 0) -> Path:
+def chatglm3(directory: Path, seed: int = 0) -> Path:
+    """ChatGLM3 keeps ChatGLM2's layout; its name and role tokens tell them apart."""
+    chatglm2(directory, seed, name="THUDM/chatglm3-6b")
+    return directory
+
+
+def chatglm2(directory: Path, seed: int = 0, name: str = "THUDM/chatglm2-6b") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tokenizer.model").write_bytes(sentencepiece_model())
     (directory / "tokenizer_config.json").write_text(
@@ -37,7 +44,7 @@ def chatglm2(directory: Path, seed: int = 0) -> Path:
         )
     )
     config = {
-        "_name_or_path": "THUDM/chatglm2-6b",
+        "_name_or_path": name,
         "architectures": ["ChatGLMModel"],
         "model_type": "chatglm",
         "auto_map": {"AutoConfig": "configuration_chatglm.ChatGLMConfig"},
@@ -92,15 +99,17 @@ def chatglm2(directory: Path, seed: int = 0) -> Path:
 
 
 def original_tokens(checkpoint: Path, text: str, chat: bool = False) -> list[int]:
-    """ChatGLM2's own tokenizer: SentencePiece for text, its five tokens after the
-    vocabulary; a rendered prompt names them as [gMASK] and <sop> (see privserve's template)."""
+    """ChatGLM's own tokenizer: SentencePiece for text, its tokens after the vocabulary;
+    a rendered prompt names sop and eop as <sop> and <eop> (see privserve's template)."""
     processor = spm.SentencePieceProcessor(model_file=str(checkpoint / "tokenizer.model"))
     if not chat:
         return [*processor.encode(text)]
-    ids = {name: processor.vocab_size() + i for i, name in enumerate(SPECIALS)}
+    names = SPECIALS + (ROLES if "chatglm3" in (checkpoint / "config.json").read_text() else [])
+    ids = {name: processor.vocab_size() + i for i, name in enumerate(names)}
     ids |= {"<sop>": ids["sop"], "<eop>": ids["eop"]}
     tokens: list[int] = []
-    for piece in re.split(r"(\[gMASK\]|\[sMASK\]|\[MASK\]|<sop>|<eop>)", text):
+    pattern = "(" + "|".join(re.escape(n) for n in ids if n not in ("sop", "eop")) + ")"
+    for piece in re.split(pattern, text):
         if piece in ids:
             tokens.append(ids[piece])
         elif piece:

@@ -31,6 +31,12 @@ def chatglm2_prompt(checkpoint: Path, messages: Messages) -> str:
     return "[gMASK]<sop>" + prompt
 
 
+def chatglm3_prompt(checkpoint: Path, messages: Messages) -> str:
+    """ChatGLM3's build_chat_input: each message as <|role|>, a newline and its text."""
+    turns = "".join(f"<|{m['role']}|>\n{m['content']}" for m in messages)
+    return "[gMASK]<sop>" + turns + "<|assistant|>"
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -54,6 +60,13 @@ FAMILIES = [
         chatglm.chatglm2,
         chatglm.original_tokens,
         chat_prompt=chatglm2_prompt,
+        reference_logits=chatglm.torch_last_logits,
+    ),
+    Family(
+        "chatglm3",
+        chatglm.chatglm3,
+        chatglm.original_tokens,
+        chat_prompt=chatglm3_prompt,
         reference_logits=chatglm.torch_last_logits,
     ),
 ]
