@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -111,18 +113,30 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".privserve",
         description="Holds the key and usage database and local model files.",
     )
-    model: str = Field(
-        "gemma3-270m",
-        description="Chat model to serve: a bundled model name or a path to a .gguf file.",
+    # Read as given from the environment: "a,b" is two models, not JSON.
+    model: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["gemma3-270m"],
+        min_length=1,
+        description="Chat models to serve, each with its own engine: bundled names, registered "
+        "names or .gguf paths (several: a list, or commas in the environment).",
     )
     model_id: str | None = Field(
-        None, description="Id clients use for the model; default: the bundled name or file stem."
+        None,
+        description="Id clients use for the first model; default: the name or file stem.",
     )
     chat_template: str | None = Field(
         None,
-        description="Known chat format name or a Jinja file; default: the GGUF's own template, "
-        "else the known format of its architecture.",
+        description="Known chat format name or a Jinja file, for the first model; default: "
+        "the GGUF's own template, else the known format of its architecture.",
     )
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _models_as_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
     api_key: SecretStr | None = Field(
         None, description="An extra API key accepted from start-up (Docker pattern)."
     )

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -150,3 +151,44 @@ def test_the_4_bit_file_is_listed_and_served_with_its_chat_template(
     assert reply.usage is not None
     assert reply.usage.prompt_tokens == len(expected)
     assert reply.usage.completion_tokens >= 1
+
+
+def test_one_server_serves_several_registered_models_each_with_its_engine(
+    tmp_path_factory: pytest.TempPathFactory, convert_home: Path
+) -> None:
+    names = []
+    for family in [f for f in FAMILIES if f.name in ("llama", "chatglm2")]:
+        checkpoint = family.build(tmp_path_factory.mktemp("several") / f"{family.name}-ckpt")
+        name = f"several-{family.name}"
+        done = privserve(convert_home, "convert", str(checkpoint), "--bits", "4", "--name", name)
+        assert done.returncode == 0, done.stdout + done.stderr
+        names.append((family, checkpoint, name))
+    args = [a for _, _, name in names for a in ("--model", name)]
+    server = start_server(
+        convert_home,
+        args=[*args, "--ctx-size", "512", "--parallel", "1", "--embedding-model", ""],
+        env={"PRIVSERVE_API_KEY": "sk-test-several"},
+    )
+    messages = [{"role": "user", "content": "Where is the river?"}]
+    try:
+        with openai.OpenAI(base_url=server.base_url, api_key="sk-test-several") as client:
+            served = {m.id for m in client.models.list()}
+            replies = {
+                name: client.chat.completions.create(
+                    model=name,
+                    messages=messages,
+                    max_tokens=2,  # type: ignore[arg-type]
+                )
+                for _, _, name in names
+            }
+        health = httpx.get(server.root_url + "/health").json()["models"]
+    finally:
+        server.stop()
+    assert {name for _, _, name in names} <= served
+    for family, checkpoint, name in names:
+        usage = replies[name].usage
+        expected = family.original_tokens(
+            checkpoint, family.chat_prompt(checkpoint, messages), True
+        )
+        assert usage is not None and usage.prompt_tokens == len(expected), name
+        assert health[name]["completed_requests"] == 1  # each model answered on its own engine

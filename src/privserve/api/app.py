@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from privserve.engine.embedding.torch_thread import TorchThread
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.errors import ModelLoadError
 from privserve.models.registry import (
-    resolve_chat_model,
+    resolve_chat_models,
     resolve_embedding_model,
     resolve_rerank_model,
 )
@@ -32,6 +33,26 @@ from privserve.services.embeddings import EmbeddingService
 from privserve.services.rerank import RerankService
 
 logger = logging.getLogger(__name__)
+
+
+async def load_chat_engines(settings: Settings) -> list[LlamaEngine]:
+    """One started engine per configured chat model; on a failure, those loaded are closed."""
+    loaded: list[LlamaEngine] = []
+    try:
+        for spec in resolve_chat_models(settings):
+            load = functools.partial(
+                LlamaEngine.load,
+                spec,
+                settings.llama,
+                max_queued_requests=settings.server.max_queued_requests,
+                request_timeout_s=settings.server.request_timeout_s,
+            )
+            loaded.append(await anyio.to_thread.run_sync(load))
+    except BaseException:
+        for engine in loaded:
+            await anyio.to_thread.run_sync(engine.close)
+        raise
+    return loaded
 
 
 async def load_embedder(settings: Settings, thread: TorchThread) -> BatchedEmbedder | None:
@@ -84,17 +105,8 @@ def create_app(
         loaded: list[LlamaEngine] = []
         engines = text_engines
         if engines is None:
-            spec = resolve_chat_model(settings)
-            engine = await anyio.to_thread.run_sync(
-                lambda: LlamaEngine.load(
-                    spec,
-                    settings.llama,
-                    max_queued_requests=settings.server.max_queued_requests,
-                    request_timeout_s=settings.server.request_timeout_s,
-                )
-            )
-            loaded.append(engine)
-            engines = {engine.model_id: engine}
+            loaded = await load_chat_engines(settings)
+            engines = {engine.model_id: engine for engine in loaded}
         embedders = dict(embedding_engines or {})
         torch_thread = TorchThread(settings.embedding.threads)
         embedder = reranker = None

@@ -71,7 +71,7 @@ def list_models(
     for bundled in BUNDLED_MODELS.values():
         path = settings.models_dir / bundled.filename
         where = str(path) if path.is_file() else "bundled; assembled on first serve"
-        default = " (default)" if settings.model == bundled.name else ""
+        default = " (default)" if bundled.name in settings.model else ""
         table.add_row(bundled.name + default, "chat", "q4_k_m", "", "", "embedded", where)
     for embedding in BUNDLED_EMBEDDING_MODELS.values():
         default = " (default)" if settings.embedding.model == embedding.name else ""
@@ -88,8 +88,9 @@ def list_models(
         )
     console = make_console()
     console.print(table)
-    if settings.model not in BUNDLED_MODELS:
-        console.print(f"Configured chat model: {settings.model}", markup=False)
+    others = [m for m in settings.model if m not in BUNDLED_MODELS]
+    if others:
+        console.print(f"Configured chat models: {', '.join(others)}", markup=False)
 
 
 @app.command("show")

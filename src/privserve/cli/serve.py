@@ -17,7 +17,7 @@ from privserve.cli.output import make_console
 from privserve.config import Settings
 from privserve.errors import ModelLoadError
 from privserve.models.registry import (
-    resolve_chat_model,
+    resolve_chat_models,
     resolve_embedding_model,
     resolve_rerank_model,
 )
@@ -47,7 +47,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 6006; 0: any free).")] = None,
     model: Annotated[
-        str | None, typer.Option(help="Bundled model name or .gguf path (default gemma3-270m).")
+        list[str] | None,
+        typer.Option(
+            help="Chat model: bundled or registered name, or .gguf path; repeat to serve "
+            "several (default gemma3-270m)."
+        ),
     ] = None,
     model_id: Annotated[str | None, typer.Option(help="Id clients send as `model`.")] = None,
     chat_template: Annotated[
@@ -102,13 +106,13 @@ def run_server(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per start is noise
     issued = with_key_store(settings, _first_key)
     with console.status("Preparing the model file…"):
-        spec = resolve_chat_model(settings)
+        specs = resolve_chat_models(settings)
     sock = _bind(settings.server.host, settings.server.port)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown_host}:{port}/v1"
     console.print(f"Base URL: {base_url}", markup=False)
-    console.print(f"Models: {spec.model_id}", markup=False)
+    console.print(f"Models: {', '.join(s.model_id for s in specs)}", markup=False)
     embedding = _embedding_model_id(settings)
     if embedding is not None:
         console.print(f"Embedding models: {embedding}", markup=False)
@@ -125,7 +129,7 @@ def run_server(settings: Settings) -> None:
     console.print(
         f"Try: curl {base_url}/chat/completions -H 'Authorization: Bearer <key>' "
         "-H 'Content-Type: application/json' "
-        f'-d \'{{"model": "{spec.model_id}", "messages": [{{"role": "user", '
+        f'-d \'{{"model": "{specs[0].model_id}", "messages": [{{"role": "user", '
         '"content": "Hello"}]}\'',
         markup=False,
     )

@@ -16,29 +16,39 @@ from privserve.models.bundled import (
 from privserve.models.store import ModelStore
 
 
-def resolve_chat_model(settings: Settings) -> ModelSpec:
-    """`settings.model` names a bundled model, a registered one or a .gguf path; the file
-    exists afterwards."""
-    bundled = BUNDLED_MODELS.get(settings.model)
-    registered = _registered(settings, settings.model, "chat")
+def resolve_chat_models(settings: Settings) -> list[ModelSpec]:
+    """One spec per configured chat model, files in place; `model_id` and `chat_template`
+    apply to the first. Two models with one id are refused."""
+    specs = [_chat_spec(settings, name, first=i == 0) for i, name in enumerate(settings.model)]
+    ids = [spec.model_id for spec in specs]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ModelLoadError(f"two chat models would share the id {', '.join(repeated)}")
+    return specs
+
+
+def _chat_spec(settings: Settings, name: str, *, first: bool) -> ModelSpec:
+    """`name` is a bundled model, a registered one or a .gguf path; the file exists after."""
+    bundled = BUNDLED_MODELS.get(name)
+    registered = _registered(settings, name, "chat")
     if bundled is not None:
         path = materialize(bundled, settings.models_dir)
         default_id = bundled.name
     elif registered is not None:
         path, default_id = registered
     else:
-        path = Path(settings.model).expanduser()
+        path = Path(name).expanduser()
         if not path.is_file():
             known = ", ".join(sorted(BUNDLED_MODELS))
             raise ModelLoadError(
-                f"model {settings.model!r} is neither a bundled model ({known}), a registered "
+                f"model {name!r} is neither a bundled model ({known}), a registered "
                 "one (privserve models list) nor a GGUF file"
             )
         default_id = path.stem
     return ModelSpec(
-        model_id=settings.model_id or default_id,
+        model_id=(settings.model_id if first else None) or default_id,
         path=path,
-        chat_template=settings.chat_template,
+        chat_template=settings.chat_template if first else None,
     )
 
 
