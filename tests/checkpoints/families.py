@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from transformers import AutoTokenizer
 
-from tests.checkpoints import chatglm, compare, llama_family
+from tests.checkpoints import chatglm, compare, glm4, llama_family
 
 Messages = list[dict[str, str]]
 
@@ -69,4 +69,5 @@ FAMILIES = [
         chat_prompt=chatglm3_prompt,
         reference_logits=chatglm.torch_last_logits,
     ),
+    Family("glm4", glm4.glm4, llama_family.tokenizer_json_tokens),
 ]

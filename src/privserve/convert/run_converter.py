@@ -2,7 +2,7 @@
 
 Runs llama.cpp's convert_hf_to_gguf.py from the toolkit, in its own process so a
 conversion's memory and any crash stay out of the caller, with privserve's additions
-installed first (they only add; the converter's own behaviour comes first).
+installed first: vocabularies and fixes for what the converter gets wrong or refuses.
 """
 
 from __future__ import annotations
@@ -45,6 +45,17 @@ def install_additions() -> None:
             glm_vocab(self)  # GLM-4's BPE vocabulary: the converter's own
 
     ChatGLMModel.set_vocab = set_vocab
+
+    glm_parameters = ChatGLMModel.set_gguf_parameters
+
+    def set_gguf_parameters(self: Any) -> None:
+        # GLM-4's -hf configs call the context max_position_embeddings; without seq_length
+        # the converter would write the hidden size as the context length.
+        if "seq_length" not in self.hparams and "max_position_embeddings" in self.hparams:
+            self.hparams["seq_length"] = self.hparams["max_position_embeddings"]
+        glm_parameters(self)
+
+    ChatGLMModel.set_gguf_parameters = set_gguf_parameters
 
 
 def main(argv: list[str]) -> None:
