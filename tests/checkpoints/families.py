@@ -53,6 +53,7 @@ class Family:
 
 FAMILIES = [
     Family("llama", llama_family.llama, llama_family.sentencepiece_tokens),
+    Family("mistral", llama_family.mistral, llama_family.sentencepiece_tokens),
     Family("qwen2", llama_family.qwen2, llama_family.tokenizer_json_tokens),
     Family("gemma", llama_family.gemma, llama_family.sentencepiece_tokens),
     Family(

@@ -11,6 +11,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import sentencepiece as spm
 import torch
@@ -97,10 +98,23 @@ def _sentencepiece_tokenizer(
 def llama(directory: Path, seed: int = 0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    return _llama_like(directory, seed, LlamaConfig, LlamaForCausalLM)
+
+
+def mistral(directory: Path, seed: int = 0) -> Path:
+    """Mistral-style: Llama's layout with grouped-query attention and a sliding window."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    return _llama_like(directory, seed, MistralConfig, MistralForCausalLM, sliding_window=256)
+
+
+def _llama_like(
+    directory: Path, seed: int, config_class: Any, model_class: Any, **extra: object
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = _sentencepiece_tokenizer(directory, "LlamaTokenizer", LLAMA2_TEMPLATE)
     torch.manual_seed(seed)
-    config = LlamaConfig(
+    config = config_class(
         vocab_size=len(tokenizer),
         hidden_size=256,
         intermediate_size=512,
@@ -113,8 +127,9 @@ def llama(directory: Path, seed: int = 0) -> Path:
         bos_token_id=1,
         eos_token_id=2,
         torch_dtype="float16",
+        **extra,
     )
-    LlamaForCausalLM(config).to(torch.float16).save_pretrained(directory)
+    model_class(config).to(torch.float16).save_pretrained(directory)
     return directory
 
 

@@ -21,6 +21,7 @@ from privserve.convert.pipeline import inspect
 from privserve.convert.toolkit import ensure_toolkit
 from privserve.engine.base import ModelSpec, PromptMessage
 from privserve.engine.llama.model import LlamaModel
+from tests.checkpoints import llama_family
 from tests.checkpoints.compare import GgufModel
 from tests.checkpoints.families import FAMILIES, Family
 from tests.integration.server import start_server
@@ -192,3 +193,23 @@ def test_one_server_serves_several_registered_models_each_with_its_engine(
         )
         assert usage is not None and usage.prompt_tokens == len(expected), name
         assert health[name]["completed_requests"] == 1  # each model answered on its own engine
+
+
+def test_models_add_show_and_remove_a_gguf_file(
+    tmp_path_factory: pytest.TempPathFactory, convert_home: Path
+) -> None:
+    checkpoint = llama_family.llama(tmp_path_factory.mktemp("registry") / "llama-ckpt")
+    done = privserve(convert_home, "convert", str(checkpoint), "--bits", "16", "--name", "reg")
+    assert done.returncode == 0, done.stdout + done.stderr
+    home, source = convert_home, convert_home / "models" / "reg.gguf"
+    added = privserve(home, "models", "add", "hand-added", str(source))
+    assert added.returncode == 0, added.stdout + added.stderr
+    shown = privserve(home, "models", "show", "hand-added").stdout
+    for line in ("kind: chat", "precision: f16", "context_length: 512", "architecture: llama"):
+        assert line in shown, shown
+    assert "chat_template: embedded" in shown
+    assert privserve(home, "models", "remove", "hand-added").returncode == 0
+    assert privserve(home, "models", "show", "hand-added").returncode == 1
+    assert source.is_file()  # removing forgets; the file stays
+    refused = privserve(home, "models", "add", "bad", str(checkpoint / "config.json"))
+    assert refused.returncode == 1 and "error" in refused.stdout

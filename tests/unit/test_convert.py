@@ -148,3 +148,22 @@ def test_the_registry_keeps_models_by_name(tmp_path: Path) -> None:
     assert ModelStore(tmp_path).get("m") == model
     assert [m.name for m in store.all()] == ["m"]
     assert store.remove("m") == model and store.get("m") is None and store.remove("m") is None
+
+
+def test_too_little_disk_is_refused_before_converting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    from collections import namedtuple
+
+    from privserve.convert import pipeline
+
+    directory = write_checkpoint(tmp_path / "ckpt", {"architectures": ["LlamaForCausalLM"]})
+    (directory / "model.safetensors").write_bytes(b"\0" * 2_000_000)  # a million f16 weights
+    checkpoint = read_checkpoint(directory)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 0, 1_000_000))
+    with pytest.raises(ConversionError, match="not enough disk"):
+        pipeline._check_disk(checkpoint, pipeline.precision_for(4, checkpoint), tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))
+    pipeline._check_disk(checkpoint, pipeline.precision_for(4, checkpoint), tmp_path)
