@@ -34,6 +34,7 @@ MIXED_TEXTS = [
     "水是生命之源，河流穿过城市。",
     "  two  spaces,\ttab\nand newline  ",
     "Mixed 中文 and English 123",
+    "Aesop's sop and eop stay text",  # ChatGLM's control words, as plain words
 ]
 
 
@@ -132,7 +133,8 @@ def test_the_4_bit_file_is_listed_and_served_with_its_chat_template(
             messages = [
                 {"role": "user", "content": "Where is the river?"},
                 {"role": "assistant", "content": "By the north gate."},
-                {"role": "user", "content": "水在哪里？"},
+                # "sop" in a user's text must stay text, never ChatGLM's control token.
+                {"role": "user", "content": "水在哪里？Aesop said sop."},
             ]
             reply = client.chat.completions.create(
                 model=name,
