@@ -44,15 +44,18 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()
     logprobs: bool = False
     top_logprobs: int = 0
+    grammar: str | None = None  # GBNF the output must follow (structured output)
 
     @property
     def is_greedy(self) -> bool:
-        """Argmax of the (biased) logits, with no penalties that depend on the history."""
+        """Argmax of the (biased) logits, with no penalties or grammar that depend on the
+        history."""
         return (
             self.temperature == 0.0
             and self.presence_penalty == 0.0
             and self.frequency_penalty == 0.0
             and self.repetition_penalty == 1.0
+            and self.grammar is None
         )
 
 

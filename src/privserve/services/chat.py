@@ -18,9 +18,11 @@ from privserve.api.schemas.chat import (
     ChatCompletionRequest,
     ChatMessage,
     ChunkChoice,
+    ResponseFormat,
 )
 from privserve.api.schemas.common import Usage
 from privserve.engine.base import PromptMessage, TextEngine, TokenStream
+from privserve.engine.grammar import json_object_grammar, json_schema_grammar
 from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
@@ -37,6 +39,18 @@ from privserve.services.generation import (
 from privserve.services.logprobs import chat_logprobs
 
 ROLE_ALIASES = {"developer": "system", "function": "tool"}
+
+
+def output_grammar(response_format: ResponseFormat | None) -> str | None:
+    """The grammar `response_format` asks for; None for free text."""
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return json_object_grammar()
+    assert response_format.json_schema is not None  # the schema type checks it
+    return json_schema_grammar(
+        response_format.json_schema.json_schema, param="response_format.json_schema.schema"
+    )
 
 
 def to_prompt_messages(messages: Sequence[ChatMessage]) -> list[PromptMessage]:
@@ -164,7 +178,12 @@ class ChatService:
         )
         top_logprobs = (request.top_logprobs or 0) if request.logprobs else None
         requests = choice_requests(
-            request, prompt, max_tokens, new_id(""), top_logprobs=top_logprobs
+            request,
+            prompt,
+            max_tokens,
+            new_id(""),
+            top_logprobs=top_logprobs,
+            grammar=output_grammar(request.response_format),
         )
         streams = submit_all(engine, requests)
         return engine, prompt, streams

@@ -58,6 +58,7 @@ def choice_requests(
     request_id: str,
     *,
     top_logprobs: int | None = None,
+    grammar: str | None = None,
 ) -> list[GenerationRequest]:
     """One engine request per choice; with a seed, choice i uses seed + i so choices differ.
 
@@ -80,6 +81,7 @@ def choice_requests(
             logit_bias=fields.token_biases(),
             logprobs=top_logprobs is not None,
             top_logprobs=top_logprobs or 0,
+            grammar=grammar,
         )
         requests.append(GenerationRequest(prompt, sampling, f"{request_id}/{i}"))
     return requests

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from privserve.engine.base import SamplingParams, TokenLogprob, TopLogprob
 from privserve.engine.llama.model import LlamaModel
+from privserve.errors import InvalidRequest
 
 # Presence and frequency penalties see the whole answer, up to this many tokens back.
 _PENALTY_WINDOW = 8192
@@ -55,6 +56,15 @@ class TokenSampler:
                     params.presence_penalty,
                 )
             )
+        if params.grammar is not None:
+            # First of the choosing samplers: tokens the grammar forbids never compete.
+            grammar = lib.llama_sampler_init_grammar(
+                model.vocab, params.grammar.encode("utf-8"), b"root"
+            )
+            if not grammar:
+                lib.llama_sampler_free(chain)
+                raise InvalidRequest("llama.cpp could not parse the output grammar")
+            add(grammar)
         if params.temperature == 0.0:
             add(lib.llama_sampler_init_greedy())
             return chain

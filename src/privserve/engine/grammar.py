@@ -1,0 +1,29 @@
+"""Constraining generation to JSON: llama.cpp grammars (GBNF) for `response_format`.
+
+`json_object` allows any JSON object; `json_schema` allows exactly the documents a schema
+accepts, through the JSON-schema-to-GBNF translation llama-cpp-python ships.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from privserve.errors import InvalidRequest
+
+
+def json_object_grammar() -> str:
+    """Any JSON object, as OpenAI's `json_object` mode promises (an object, not any value)."""
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    return str(JSON_GBNF)
+
+
+def json_schema_grammar(schema: dict[str, Any], *, param: str) -> str:
+    """A grammar for the documents `schema` accepts; a schema it cannot express is a 400."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return str(json_schema_to_gbnf(json.dumps(schema)))
+    except Exception as exc:  # the translator raises many kinds on what it cannot express
+        raise InvalidRequest(f"this JSON schema cannot be enforced: {exc}", param=param) from None

@@ -1,0 +1,107 @@
+"""`response_format` through the real server and the bundled model: the output is held to
+JSON, or to a JSON schema, by a grammar; what comes back always parses and validates."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from tests.integration.conftest import MODEL_ID
+
+pytestmark = pytest.mark.model
+
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "minLength": 1, "maxLength": 20},
+        "population": {"type": "integer", "minimum": 0},
+        "rivers": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3},
+        "capital": {"type": "boolean"},
+    },
+    "required": ["city", "population", "rivers", "capital"],
+    "additionalProperties": False,
+}
+MESSAGES = [{"role": "user", "content": "Describe a city you like as JSON."}]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_json_schema_response_always_validates(client: openai.OpenAI, seed: int) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": CITY_SCHEMA, "strict": True},
+        },
+        temperature=0.9,
+        seed=seed,
+        max_tokens=300,
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    jsonschema.validate(json.loads(choice.message.content or ""), CITY_SCHEMA)
+
+
+def test_json_object_mode_gives_objects_also_when_streamed(client: openai.OpenAI) -> None:
+    finished = 0
+    for seed in (1, 2, 3, 4):
+        stream = client.chat.completions.create(
+            model=MODEL_ID,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            response_format={"type": "json_object"},
+            temperature=0.9,
+            seed=seed,
+            max_tokens=300,
+            stream=True,
+        )
+        chunks = [c for c in stream if c.choices]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks)
+        # Free-form strings may run past max_tokens; every answer that ends is an object.
+        if chunks[-1].choices[0].finish_reason == "stop":
+            assert isinstance(json.loads(text), dict), text
+            finished += 1
+        else:
+            assert text.startswith("{"), text
+    assert finished >= 2
+
+
+def test_free_text_is_unchanged_by_a_text_format(client: openai.OpenAI) -> None:
+    plain, text_format = (
+        client.chat.completions.create(
+            model=MODEL_ID,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            temperature=0,
+            max_tokens=12,
+            **extra,  # type: ignore[arg-type]
+        )
+        .choices[0]
+        .message.content
+        for extra in ({}, {"response_format": {"type": "text"}})
+    )
+    assert plain == text_format
+
+
+@pytest.mark.parametrize(
+    ("response_format", "param"),
+    [
+        ({"type": "json_schema"}, "response_format"),
+        ({"type": "xml"}, "response_format.type"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/nowhere"}}},
+            "response_format.json_schema.schema",
+        ),
+    ],
+)
+def test_a_bad_response_format_is_a_clear_400(
+    http: httpx.Client, response_format: dict[str, object], param: str
+) -> None:
+    response = http.post(
+        "/v1/chat/completions",
+        json={"model": MODEL_ID, "messages": MESSAGES, "response_format": response_format},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param

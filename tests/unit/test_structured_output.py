@@ -1,0 +1,28 @@
+"""`response_format` to the grammar the engine enforces."""
+
+from __future__ import annotations
+
+import pytest
+
+from privserve.api.schemas.chat import ResponseFormat
+from privserve.errors import InvalidRequest
+from privserve.services.chat import output_grammar
+
+
+def test_response_formats_become_grammars() -> None:
+    assert output_grammar(None) is None
+    assert output_grammar(ResponseFormat(type="text")) is None
+    assert "object" in (output_grammar(ResponseFormat(type="json_object")) or "")
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    grammar = output_grammar(
+        ResponseFormat.model_validate(
+            {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+        )
+    )
+    assert grammar is not None and '"\\"n\\""' in grammar and "root ::=" in grammar
+    bad = ResponseFormat.model_validate(
+        {"type": "json_schema", "json_schema": {"schema": {"$ref": "#/nowhere"}}}
+    )
+    with pytest.raises(InvalidRequest) as raised:
+        output_grammar(bad)
+    assert raised.value.param == "response_format.json_schema.schema"
