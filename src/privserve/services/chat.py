@@ -19,6 +19,7 @@ from privserve.api.schemas.chat import (
     ChatMessage,
     ChunkChoice,
     ResponseFormat,
+    ToolCall,
 )
 from privserve.api.schemas.common import Usage
 from privserve.engine.base import PromptMessage, TextEngine, TokenStream
@@ -37,6 +38,7 @@ from privserve.services.generation import (
     submit_all,
 )
 from privserve.services.logprobs import chat_logprobs
+from privserve.services.tools import ToolPlan, plan_tools
 
 ROLE_ALIASES = {"developer": "system", "function": "tool"}
 
@@ -86,36 +88,46 @@ class ChatService:
         self._catalog = catalog
 
     async def create(self, request: ChatCompletionRequest) -> ChatCompletion:
-        engine, prompt, streams = await self._submit(request)
+        engine, prompt, streams, tools = await self._submit(request)
         results = await collect_all(streams)
         completion_tokens = sum(r.completion_tokens for r in results)
         wants_logprobs = bool(request.logprobs)
+        choices = []
+        for i, result in enumerate(results):
+            calls = tool_calls_in(tools, result.text, result.finish_reason)
+            choices.append(
+                ChatChoice(
+                    index=i,
+                    message=ChatCompletionMessage(
+                        content=None if calls else result.text, tool_calls=calls
+                    ),
+                    logprobs=chat_logprobs(result.logprobs) if wants_logprobs else None,
+                    finish_reason="tool_calls" if calls else result.finish_reason,
+                )
+            )
         return ChatCompletion(
             id=new_id("chatcmpl-"),
             created=int(time.time()),
             model=engine.model_id,
-            choices=[
-                ChatChoice(
-                    index=i,
-                    message=ChatCompletionMessage(content=r.text),
-                    logprobs=chat_logprobs(r.logprobs) if wants_logprobs else None,
-                    finish_reason=r.finish_reason,
-                )
-                for i, r in enumerate(results)
-            ],
+            choices=choices,
             # The n choices share one prompt: its cache use is the first choice's.
             usage=Usage.of(len(prompt), completion_tokens, cached_tokens=results[0].cached_tokens),
         )
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
         """Validates and queues now (errors raise before any byte is sent), then streams."""
-        engine, prompt, streams = await self._submit(request)
+        engine, prompt, streams, tools = await self._submit(request)
         return await started(
-            self._chunks(engine.model_id, len(prompt), streams, request.include_usage)
+            self._chunks(engine.model_id, len(prompt), streams, request.include_usage, tools)
         )
 
     async def _chunks(
-        self, model_id: str, prompt_tokens: int, streams: list[TokenStream], include_usage: bool
+        self,
+        model_id: str,
+        prompt_tokens: int,
+        streams: list[TokenStream],
+        include_usage: bool,
+        tools: ToolPlan | None,
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         chunk_id, created = new_id("chatcmpl-"), int(time.time())
         usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
@@ -133,13 +145,18 @@ class ChatService:
                 ]
             )
             completion_tokens = cached_tokens = 0
+            # With tools, text that may be a call is held back until the answer ends.
+            held = [ToolCallBuffer(tools) for _ in streams] if tools else None
             async for index, event in merge(streams):
-                if event.text or event.logprobs:
+                text = event.text
+                if held is not None:
+                    text = held[index].feed(text)
+                if text or event.logprobs:
                     yield chunk(
                         [
                             ChunkChoice(
                                 index=index,
-                                delta={"content": event.text},
+                                delta={"content": text},
                                 logprobs=chat_logprobs(event.logprobs) if event.logprobs else None,
                             )
                         ]
@@ -148,9 +165,15 @@ class ChatService:
                     completion_tokens += event.completion_tokens
                     if index == 0:
                         cached_tokens = event.cached_tokens
-                    yield chunk(
-                        [ChunkChoice(index=index, delta={}, finish_reason=event.finish_reason)]
-                    )
+                    finish_reason: str = event.finish_reason
+                    if held is not None:
+                        calls, rest = held[index].finish(event.finish_reason)
+                        if calls:
+                            finish_reason = "tool_calls"
+                            yield chunk([ChunkChoice(index=index, delta=call_deltas(calls))])
+                        elif rest:
+                            yield chunk([ChunkChoice(index=index, delta={"content": rest})])
+                    yield chunk([ChunkChoice(index=index, delta={}, finish_reason=finish_reason)])
         if include_usage:
             yield ChatCompletionChunk(
                 id=chunk_id,
@@ -162,10 +185,12 @@ class ChatService:
 
     async def _submit(
         self, request: ChatCompletionRequest
-    ) -> tuple[TextEngine, list[int], list[TokenStream]]:
+    ) -> tuple[TextEngine, list[int], list[TokenStream], ToolPlan | None]:
         engine = self._catalog.text_engine(request.model)
         check_logit_bias(engine, request)
-        text = engine.render_chat(to_prompt_messages(request.messages))
+        tools = plan_tools(request)
+        turns = to_prompt_messages(request.messages)
+        text = engine.render_chat(tools.with_instructions(turns) if tools else turns)
         # Long prompts take milliseconds to tokenize: keep that off the event loop.
         prompt = await anyio.to_thread.run_sync(
             functools.partial(engine.tokenize, text, is_chat=True)
@@ -183,7 +208,51 @@ class ChatService:
             max_tokens,
             new_id(""),
             top_logprobs=top_logprobs,
-            grammar=output_grammar(request.response_format),
+            # A required call's grammar wins over response_format: the answer is the call.
+            grammar=(tools.grammar() if tools else None) or output_grammar(request.response_format),
         )
         streams = submit_all(engine, requests)
-        return engine, prompt, streams
+        return engine, prompt, streams, tools
+
+
+def tool_calls_in(tools: ToolPlan | None, text: str, finish_reason: str) -> list[ToolCall] | None:
+    """The calls an answer makes; an answer cut short by max_tokens makes none."""
+    if tools is None or finish_reason != "stop":
+        return None
+    return tools.parse(text.strip())
+
+
+def call_deltas(calls: list[ToolCall]) -> dict[str, Any]:
+    """Whole calls as one streamed delta, in OpenAI's indexed shape."""
+    return {
+        "tool_calls": [{"index": i, **call.model_dump(mode="json")} for i, call in enumerate(calls)]
+    }
+
+
+class ToolCallBuffer:
+    """One streamed choice's text while it may still be a tool call.
+
+    Text is held while the answer could be a call (nothing but spaces yet, or JSON from its
+    first character); the first other character releases it as content."""
+
+    def __init__(self, tools: ToolPlan) -> None:
+        self._tools = tools
+        self._held = ""
+        self._releasing = False
+
+    def feed(self, text: str) -> str:
+        if self._releasing:
+            return text
+        self._held += text
+        start = self._held.lstrip()
+        if not start or start[0] in "{[" or self._tools.forced:
+            return ""
+        self._releasing = True
+        held, self._held = self._held, ""
+        return held
+
+    def finish(self, finish_reason: str) -> tuple[list[ToolCall] | None, str]:
+        """(the calls, if the held text is one; else the held text to send as content)."""
+        held, self._held = self._held, ""
+        calls = tool_calls_in(self._tools, held, finish_reason)
+        return (calls, "") if calls else (None, held)

@@ -1,0 +1,126 @@
+"""Function calling for models without a tool format of their own.
+
+The tools are described to the model in a system message, with one reply format: a JSON
+object `{"name": ..., "arguments": {...}}` (a JSON array of them when parallel calls are
+allowed). With `tool_choice` "required" or a named function, a grammar holds the output to
+exactly that format and to each function's parameter schema, so the call always parses
+into valid arguments. With "auto" the model may answer in text instead; an answer that is a
+well-formed call to an offered function becomes `tool_calls`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from privserve.api.schemas.chat import (
+    ChatCompletionRequest,
+    FunctionCall,
+    NamedToolChoice,
+    Tool,
+    ToolCall,
+)
+from privserve.engine.base import PromptMessage
+from privserve.engine.grammar import json_schema_grammar
+from privserve.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    tools: tuple[Tool, ...]
+    forced: bool  # "required" or a named function: the grammar decides the shape
+    parallel: bool
+
+    def call_schema(self) -> dict[str, Any]:
+        one = {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": tool.function.name},
+                        "arguments": tool.function.parameters,
+                    },
+                    "required": ["name", "arguments"],
+                    "additionalProperties": False,
+                }
+                for tool in self.tools
+            ]
+        }
+        if not self.parallel:
+            return one
+        return {"type": "array", "items": one, "minItems": 1, "maxItems": 8}
+
+    def grammar(self) -> str | None:
+        if not self.forced:
+            return None
+        return json_schema_grammar(self.call_schema(), param="tools")
+
+    def instructions(self) -> str:
+        described = "\n".join(
+            f"- {tool.function.name}: {tool.function.description or ''} "
+            f"Parameters (JSON schema): {json.dumps(tool.function.parameters, ensure_ascii=False)}"
+            for tool in self.tools
+        )
+        shape = '{"name": <function name>, "arguments": <arguments object>}'
+        many = f"a JSON array of such objects, [{shape}, ...]" if self.parallel else ""
+        how = f"reply with only {many or 'a JSON object ' + shape}"
+        must = "You must call a function: " if self.forced else "To call a function, "
+        return f"You can call these functions:\n{described}\n{must}{how}."
+
+    def with_instructions(self, turns: list[PromptMessage]) -> list[PromptMessage]:
+        """The conversation with the tool instructions in its (first) system message."""
+        if turns and turns[0].role == "system":
+            first = PromptMessage("system", f"{turns[0].content}\n\n{self.instructions()}")
+            return [first, *turns[1:]]
+        return [PromptMessage("system", self.instructions()), *turns]
+
+    def parse(self, text: str) -> list[ToolCall] | None:
+        """The calls in `text`, or None when it is not exactly a call to offered functions."""
+        try:
+            found = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        calls = found if isinstance(found, list) else [found]
+        names = {tool.function.name for tool in self.tools}
+        parsed = []
+        for call in calls:
+            if not (
+                isinstance(call, dict)
+                and call.get("name") in names
+                and isinstance(call.get("arguments"), dict)
+            ):
+                return None
+            arguments = json.dumps(call["arguments"], ensure_ascii=False)
+            parsed.append(
+                ToolCall(
+                    id="call_" + secrets.token_hex(12),
+                    function=FunctionCall(name=call["name"], arguments=arguments),
+                )
+            )
+        return parsed or None
+
+
+def plan_tools(request: ChatCompletionRequest) -> ToolPlan | None:
+    """What the request's tools ask of the model; None when no tool may be called."""
+    choice = request.tool_choice
+    if not request.tools or choice == "none":
+        if isinstance(choice, NamedToolChoice) or choice == "required":
+            raise InvalidRequest(
+                "tool_choice asks for a tool call, but no tools were given", param="tool_choice"
+            )
+        return None
+    tools = tuple(request.tools)
+    if isinstance(choice, NamedToolChoice):
+        tools = tuple(t for t in request.tools if t.function.name == choice.function.name)
+        if not tools:
+            raise InvalidRequest(
+                f"tool_choice names {choice.function.name!r}, which is not among the tools",
+                param="tool_choice",
+            )
+    forced = choice == "required" or isinstance(choice, NamedToolChoice)
+    # Several calls in one answer only when asked for in so many words: small local models
+    # given the choice keep repeating the same call until max_tokens.
+    parallel = forced and request.parallel_tool_calls is True
+    return ToolPlan(tools=tools, forced=forced, parallel=parallel)
