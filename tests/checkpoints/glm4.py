@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import GlmConfig, GlmForCausalLM, PreTrainedTokenizerFast
+from transformers import GlmConfig, GlmForCausalLM
 
-from tests.checkpoints.llama_family import byte_level_bpe
+from tests.checkpoints.llama_family import saved_byte_level_tokenizer
 
 # GLM-4 splits text with the same pattern as Llama 3.
 PATTERN = (
@@ -36,14 +36,14 @@ TEMPLATE = (
 
 def glm4(directory: Path, seed: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=byte_level_bpe(PATTERN, SPECIALS),
+    tokenizer = saved_byte_level_tokenizer(
+        directory,
+        PATTERN,
+        SPECIALS,
         eos_token="<|endoftext|>",
         pad_token="<|endoftext|>",
         chat_template=TEMPLATE,
-        model_max_length=512,
     )
-    tokenizer.save_pretrained(directory)
     torch.manual_seed(seed)
     ids = tokenizer.convert_tokens_to_ids
     config = GlmConfig(

@@ -16,7 +16,7 @@ from typing import Any
 import sentencepiece as spm
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from tests.checkpoints.tokenizers import CORPUS
 
@@ -164,19 +164,40 @@ def byte_level_bpe(pattern: str, specials: list[str], vocab_size: int = 600) -> 
     return tokenizer
 
 
-def qwen2(directory: Path, seed: int = 0) -> Path:
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    directory.mkdir(parents=True, exist_ok=True)
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+def saved_byte_level_tokenizer(
+    directory: Path,
+    pattern: str,
+    specials: list[str],
+    *,
+    eos_token: str,
+    pad_token: str,
+    chat_template: str,
+) -> PreTrainedTokenizerFast:
+    """`byte_level_bpe` wrapped as a transformers tokenizer and saved into `directory`."""
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=byte_level_bpe(QWEN2_PATTERN, specials),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        chat_template=CHATML_TEMPLATE,
+        tokenizer_object=byte_level_bpe(pattern, specials),
+        eos_token=eos_token,
+        pad_token=pad_token,
+        chat_template=chat_template,
         model_max_length=512,
     )
     tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def qwen2(directory: Path, seed: int = 0) -> Path:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    directory.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokenizer = saved_byte_level_tokenizer(
+        directory,
+        QWEN2_PATTERN,
+        specials,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHATML_TEMPLATE,
+    )
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer),

@@ -11,10 +11,10 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
-from privserve.cli.output import make_console
+from privserve.cli.output import human_size, make_console
 from privserve.convert.checkpoint import Checkpoint, read_checkpoint
 from privserve.convert.device import serving_device
-from privserve.convert.estimate import GB, choose_bits, shape_of
+from privserve.convert.estimate import choose_bits, shape_of
 from privserve.convert.pipeline import Converted, Precision, convert, precision_for
 from privserve.convert.toolkit import Toolkit, ensure_toolkit
 from privserve.engine.llama.engine import default_parallel
@@ -120,9 +120,7 @@ def _summary(console: Console, name: str, converted: Converted) -> None:
     table.add_row(
         name,
         str(converted.path),
-        f"{converted.size_bytes / GB:.2f} GB"
-        if converted.size_bytes >= GB / 10
-        else f"{converted.size_bytes / 1e6:.1f} MB",
+        human_size(converted.size_bytes),
         types,
         f"{converted.parameters:,}",
         f"{converted.seconds:.1f} s",

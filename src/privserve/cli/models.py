@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
-from privserve.cli.output import make_console
+from privserve.cli.output import human_size, make_console
 from privserve.config import Settings
 from privserve.errors import ModelLoadError, PrivserveError
 from privserve.models.bundled import BUNDLED_EMBEDDING_MODELS, BUNDLED_MODELS
@@ -38,11 +38,7 @@ FILE_TYPES = {
 
 
 def _size(model: RegisteredModel) -> str:
-    if model.size_bytes is None:
-        return ""
-    if model.size_bytes < 1e8:
-        return f"{model.size_bytes / 1e6:.1f} MB"
-    return f"{model.size_bytes / 1e9:.2f} GB"
+    return "" if model.size_bytes is None else human_size(model.size_bytes)
 
 
 @app.callback()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -113,10 +115,10 @@ def run_server(settings: Settings) -> None:
     base_url = f"http://{shown_host}:{port}/v1"
     console.print(f"Base URL: {base_url}", markup=False)
     console.print(f"Models: {', '.join(s.model_id for s in specs)}", markup=False)
-    embedding = _embedding_model_id(settings)
+    embedding = _served_id(resolve_embedding_model, settings)
     if embedding is not None:
         console.print(f"Embedding models: {embedding}", markup=False)
-    reranker = _rerank_model_id(settings)
+    reranker = _served_id(resolve_rerank_model, settings)
     if reranker is not None:
         console.print(f"Rerank models: {reranker}", markup=False)
     if issued is not None:
@@ -143,19 +145,13 @@ def run_server(settings: Settings) -> None:
     server.run(sockets=[sock])  # uvicorn's own loop factory: uvloop when installed
 
 
-def _embedding_model_id(settings: Settings) -> str | None:
-    """The id the server will offer for embeddings; the server itself reports load failures."""
+def _served_id(
+    resolve: Callable[[Settings], tuple[str, Path] | None], settings: Settings
+) -> str | None:
+    """The id the server will offer for a configured model; the server itself reports
+    load failures."""
     try:
-        resolved = resolve_embedding_model(settings)
-    except ModelLoadError:
-        return None
-    return None if resolved is None else resolved[0]
-
-
-def _rerank_model_id(settings: Settings) -> str | None:
-    """The cross-encoder's id, if one is configured; the server reports load failures."""
-    try:
-        resolved = resolve_rerank_model(settings)
+        resolved = resolve(settings)
     except ModelLoadError:
         return None
     return None if resolved is None else resolved[0]

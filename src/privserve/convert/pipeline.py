@@ -71,7 +71,7 @@ def convert(
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     _check_disk(checkpoint, precision, target.parent)
-    sixteen = "bf16" if checkpoint.torch_dtype == "bfloat16" else "f16"
+    sixteen = precision_for(16, checkpoint).label
     direct = precision.label if precision.label != "q4_k_m" else sixteen
     first = target if direct == precision.label else target.with_suffix(f".{sixteen}.tmp")
     try:

@@ -60,17 +60,15 @@ def resolve_embedding_model(settings: Settings) -> tuple[str, Path] | None:
     bundled = BUNDLED_EMBEDDING_MODELS.get(name)
     if bundled is not None:
         return settings.embedding.model_id or bundled.name, directory_of(bundled)
-    registered = _registered(settings, name, "embedding")
-    if registered is not None:
-        return settings.embedding.model_id or registered[1], registered[0]
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        known = ", ".join(sorted(BUNDLED_EMBEDDING_MODELS))
-        raise ModelLoadError(
-            f"embedding model {name!r} is neither a bundled model ({known}) "
-            "nor a sentence-transformers directory"
-        )
-    return settings.embedding.model_id or path.name, path
+    known = ", ".join(sorted(BUNDLED_EMBEDDING_MODELS))
+    return _directory_model(
+        settings,
+        name,
+        "embedding",
+        settings.embedding.model_id,
+        f"embedding model {name!r} is neither a bundled model ({known}), a registered one "
+        "nor a sentence-transformers directory",
+    )
 
 
 def resolve_rerank_model(settings: Settings) -> tuple[str, Path] | None:
@@ -78,16 +76,29 @@ def resolve_rerank_model(settings: Settings) -> tuple[str, Path] | None:
     name = settings.rerank.model
     if not name:
         return None
-    registered = _registered(settings, name, "rerank")
+    return _directory_model(
+        settings,
+        name,
+        "rerank",
+        settings.rerank.model_id,
+        f"rerank model {name!r} is neither a registered one nor a directory holding a "
+        "sentence-transformers CrossEncoder (config.json, weights and tokenizer files)",
+    )
+
+
+def _directory_model(
+    settings: Settings, name: str, kind: str, model_id: str | None, missing: str
+) -> tuple[str, Path]:
+    """(id, directory) of a model registered under `name`, or of the directory `name`."""
+    registered = _registered(settings, name, kind)
     if registered is not None:
-        return settings.rerank.model_id or registered[1], registered[0]
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        raise ModelLoadError(
-            f"rerank model {name!r} is not a directory holding a sentence-transformers "
-            "CrossEncoder (config.json, weights and tokenizer files)"
-        )
-    return settings.rerank.model_id or path.name, path
+        path, default_id = registered
+    else:
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(missing)
+        default_id = path.name
+    return model_id or default_id, path
 
 
 def _registered(settings: Settings, name: str, kind: str) -> tuple[Path, str] | None:

@@ -19,7 +19,6 @@ from privserve.api.schemas.chat import (
     ChatMessage,
     ChunkChoice,
     ResponseFormat,
-    ToolCall,
 )
 from privserve.api.schemas.common import Usage
 from privserve.engine.base import PromptMessage, TextEngine, TokenStream
@@ -38,7 +37,13 @@ from privserve.services.generation import (
     submit_all,
 )
 from privserve.services.logprobs import chat_logprobs
-from privserve.services.tools import ToolPlan, plan_tools
+from privserve.services.tools import (
+    ToolCallBuffer,
+    ToolPlan,
+    call_deltas,
+    plan_tools,
+    tool_calls_in,
+)
 
 ROLE_ALIASES = {"developer": "system", "function": "tool"}
 
@@ -213,46 +218,3 @@ class ChatService:
         )
         streams = submit_all(engine, requests)
         return engine, prompt, streams, tools
-
-
-def tool_calls_in(tools: ToolPlan | None, text: str, finish_reason: str) -> list[ToolCall] | None:
-    """The calls an answer makes; an answer cut short by max_tokens makes none."""
-    if tools is None or finish_reason != "stop":
-        return None
-    return tools.parse(text.strip())
-
-
-def call_deltas(calls: list[ToolCall]) -> dict[str, Any]:
-    """Whole calls as one streamed delta, in OpenAI's indexed shape."""
-    return {
-        "tool_calls": [{"index": i, **call.model_dump(mode="json")} for i, call in enumerate(calls)]
-    }
-
-
-class ToolCallBuffer:
-    """One streamed choice's text while it may still be a tool call.
-
-    Text is held while the answer could be a call (nothing but spaces yet, or JSON from its
-    first character); the first other character releases it as content."""
-
-    def __init__(self, tools: ToolPlan) -> None:
-        self._tools = tools
-        self._held = ""
-        self._releasing = False
-
-    def feed(self, text: str) -> str:
-        if self._releasing:
-            return text
-        self._held += text
-        start = self._held.lstrip()
-        if not start or start[0] in "{[" or self._tools.forced:
-            return ""
-        self._releasing = True
-        held, self._held = self._held, ""
-        return held
-
-    def finish(self, finish_reason: str) -> tuple[list[ToolCall] | None, str]:
-        """(the calls, if the held text is one; else the held text to send as content)."""
-        held, self._held = self._held, ""
-        calls = tool_calls_in(self._tools, held, finish_reason)
-        return (calls, "") if calls else (None, held)

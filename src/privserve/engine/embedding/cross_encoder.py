@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from privserve.engine.embedding.model import import_sentence_transformers
+from privserve.engine.embedding.model import load_sentence_transformers
 from privserve.engine.embedding.tokens import TokenCounter
 from privserve.errors import ModelLoadError
 
@@ -23,13 +23,7 @@ class CrossEncoderScorer:
     """Owns one CrossEncoder; construct it and call `score` on the torch thread."""
 
     def __init__(self, model_id: str, path: Path) -> None:
-        sentence_transformers = import_sentence_transformers()
-        if not path.is_dir():
-            raise ModelLoadError(f"rerank model directory not found: {path}")
-        try:
-            model = sentence_transformers.CrossEncoder(str(path), device="cpu")
-        except Exception as exc:  # sentence-transformers raises many kinds on a bad directory
-            raise ModelLoadError(f"cannot load rerank model {path}: {exc}") from exc
+        model = load_sentence_transformers("CrossEncoder", path, "rerank model")
         if model.num_labels != 1:
             raise ModelLoadError(
                 f"{path} is a classifier with {model.num_labels} labels; a reranker gives "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Generic
 
 import anyio
 import numpy as np
@@ -12,7 +13,7 @@ import numpy.typing as npt
 
 from privserve.config import EmbeddingConfig, RerankConfig
 from privserve.engine.base import EmbeddingEngine
-from privserve.engine.embedding.batcher import DynamicBatcher
+from privserve.engine.embedding.batcher import DynamicBatcher, Item
 from privserve.engine.embedding.cross_encoder import CrossEncoderScorer, Pair
 from privserve.engine.embedding.model import SentenceEmbedder
 from privserve.engine.embedding.tokens import TokenCounter
@@ -31,21 +32,48 @@ async def count_tokens(
     return await anyio.to_thread.run_sync(counter.count, texts, pairs_with)
 
 
-class BatchedEmbedder:
+class _BatchedOnTorchThread(Generic[Item]):
+    """A model whose passes run on the torch thread, fed by a dynamic batcher."""
+
+    def __init__(
+        self,
+        forward: Callable[[list[Item]], npt.NDArray[np.float32]],
+        thread: TorchThread,
+        *,
+        window_ms: float,
+        max_batch: int,
+        max_queued: int,
+    ) -> None:
+        async def encode(items: list[Item]) -> npt.NDArray[np.float32]:
+            return await thread.run(forward, items)
+
+        self._batcher: DynamicBatcher[Item] = DynamicBatcher(
+            encode, window_s=window_ms / 1000, max_batch=max_batch, max_queued_texts=max_queued
+        )
+
+    def start(self) -> None:
+        """Starts batching on the running event loop."""
+        self._batcher.start()
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    def stats(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self._batcher.stats).items()}
+
+
+class BatchedEmbedder(_BatchedOnTorchThread[str]):
     def __init__(
         self, embedder: SentenceEmbedder, config: EmbeddingConfig, thread: TorchThread
     ) -> None:
-        self._embedder = embedder
-
-        async def encode(texts: list[str]) -> npt.NDArray[np.float32]:
-            return await thread.run(embedder.encode, texts)
-
-        self._batcher: DynamicBatcher[str] = DynamicBatcher(
-            encode,
-            window_s=config.batch_window_ms / 1000,
+        super().__init__(
+            embedder.encode,
+            thread,
+            window_ms=config.batch_window_ms,
             max_batch=config.max_batch,
-            max_queued_texts=config.max_queued_texts,
+            max_queued=config.max_queued_texts,
         )
+        self._embedder = embedder
 
     @classmethod
     def load(
@@ -83,37 +111,24 @@ class BatchedEmbedder:
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._embedder.tokens.detokenize(ids)
 
-    def start(self) -> None:
-        """Starts batching on the running event loop."""
-        self._batcher.start()
-
-    async def close(self) -> None:
-        await self._batcher.close()
-
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return await self._batcher.embed(texts)
 
-    def stats(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self._batcher.stats).items()}
 
-
-class BatchedCrossEncoder:
+class BatchedCrossEncoder(_BatchedOnTorchThread[Pair]):
     """A cross-encoder reranker: query-document pairs from many requests share passes."""
 
     method = "cross-encoder"
 
     def __init__(self, scorer: CrossEncoderScorer, config: RerankConfig, thread: TorchThread):
-        self._scorer = scorer
-
-        async def score(pairs: list[Pair]) -> npt.NDArray[np.float32]:
-            return await thread.run(scorer.score, pairs)
-
-        self._batcher: DynamicBatcher[Pair] = DynamicBatcher(
-            score,
-            window_s=config.batch_window_ms / 1000,
+        super().__init__(
+            scorer.score,
+            thread,
+            window_ms=config.batch_window_ms,
             max_batch=config.max_batch,
-            max_queued_texts=config.max_queued_pairs,
+            max_queued=config.max_queued_pairs,
         )
+        self._scorer = scorer
 
     @classmethod
     def load(
@@ -139,15 +154,6 @@ class BatchedCrossEncoder:
     async def score(self, query: str, documents: Sequence[str]) -> list[float]:
         scores = await self._batcher.embed([(query, d) for d in documents])
         return [float(s) for s in scores]
-
-    def start(self) -> None:
-        self._batcher.start()
-
-    async def close(self) -> None:
-        await self._batcher.close()
-
-    def stats(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self._batcher.stats).items()}
 
 
 class CosineReranker:

@@ -17,7 +17,9 @@ from privserve.errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 
-def import_sentence_transformers() -> Any:
+def load_sentence_transformers(class_name: str, path: Path, what: str) -> Any:
+    """A sentence-transformers `class_name` (SentenceTransformer, CrossEncoder) loaded from
+    the directory `path` on the CPU; every failure is a ModelLoadError naming `what`."""
     # Never reach for a model hub: models are local directories.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -26,7 +28,12 @@ def import_sentence_transformers() -> Any:
         raise ModelLoadError(
             "embedding and rerank models need the 'embed' extra: pip install 'privserve[embed]'"
         ) from exc
-    return sentence_transformers
+    if not path.is_dir():
+        raise ModelLoadError(f"{what} directory not found: {path}")
+    try:
+        return getattr(sentence_transformers, class_name)(str(path), device="cpu")
+    except Exception as exc:  # sentence-transformers raises many kinds on a bad directory
+        raise ModelLoadError(f"cannot load {what} {path}: {exc}") from exc
 
 
 def trained_to_shorten(path: Path) -> bool:
@@ -40,13 +47,7 @@ class SentenceEmbedder:
     """Owns one SentenceTransformer; construct it and call `encode` on the torch thread."""
 
     def __init__(self, model_id: str, path: Path, *, shortenable: bool | None = None) -> None:
-        sentence_transformers = import_sentence_transformers()
-        if not path.is_dir():
-            raise ModelLoadError(f"embedding model directory not found: {path}")
-        try:
-            model = sentence_transformers.SentenceTransformer(str(path), device="cpu")
-        except Exception as exc:  # sentence-transformers raises many kinds on a bad directory
-            raise ModelLoadError(f"cannot load embedding model {path}: {exc}") from exc
+        model = load_sentence_transformers("SentenceTransformer", path, "embedding model")
         dimensions, max_tokens = model.get_sentence_embedding_dimension(), model.max_seq_length
         if dimensions is None or max_tokens is None:
             raise ModelLoadError(f"{path} does not say its vector size or input limit")
