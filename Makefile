@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 SERVE_ARGS ?=
 
-.PHONY: serve test install install-dev lint bench bench-reference clean
+# Clients the contract tests drive: LiteLLM's proxy in its own environment (it pins its own
+# FastAPI, uvicorn and openai), and the official openai Node SDK from npm.
+LITELLM_VENV ?= .venv-litellm
+LITELLM_VERSION ?= 1.80.0
+NODE_CLIENT := tests/clients/node
+
+.PHONY: serve test install install-dev install-clients lint bench bench-reference clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +30,21 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
+$(LITELLM_VENV)/.installed:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+	@touch $@
+
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package-lock.json
+	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install-clients: $(LITELLM_VENV)/.installed $(NODE_CLIENT)/node_modules/.installed
+
 serve: install
 	$(BIN)/privserve serve $(SERVE_ARGS)
 
-test: install-dev
+test: install-dev install-clients
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
@@ -43,4 +60,4 @@ bench-reference: install-dev
 	PYTHON=$(BIN)/python bench/build_llama_server.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(LITELLM_VENV) $(NODE_CLIENT)/node_modules build *.egg-info src/*.egg-info

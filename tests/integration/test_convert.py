@@ -185,8 +185,37 @@ def test_one_server_serves_several_registered_models_each_with_its_engine(
                 for _, _, name in names
             }
         health = httpx.get(server.root_url + "/health").json()["models"]
+        # FastGPT's entries for the converted models, from the same flags `serve` took.
+        printed = privserve(
+            convert_home,
+            "fastgpt-config",
+            "--format",
+            "model-json",
+            *args,
+            "--ctx-size",
+            "512",
+            "--embedding-model",
+            "",
+            "--base-url",
+            server.root_url,
+            "--key",
+            "sk-test-several",
+        )
+        assert printed.returncode == 0, printed.stderr
+        entries = [e["metadata"] for e in json.loads(printed.stdout)]
+        for meta in entries:
+            reply = httpx.post(
+                meta["requestUrl"],
+                headers={"Authorization": f"Bearer {meta['requestAuth']}"},
+                json={"model": meta["model"], "messages": messages, "max_tokens": 2},
+                timeout=60,
+            )
+            assert reply.status_code == 200, reply.text
     finally:
         server.stop()
+    assert [(m["type"], m["model"], m["maxContext"]) for m in entries] == [
+        ("llm", name, 512) for _, _, name in names
+    ]
     assert {name for _, _, name in names} <= served
     for family, checkpoint, name in names:
         usage = replies[name].usage

@@ -13,7 +13,15 @@ from fastapi import APIRouter, Depends, FastAPI
 from privserve import __version__
 from privserve.api.deps import require_api_key
 from privserve.api.errors import install_error_handlers
-from privserve.api.routes import chat, completions, embeddings, health, models, rerank
+from privserve.api.routes import (
+    chat,
+    completions,
+    embeddings,
+    health,
+    integrations,
+    models,
+    rerank,
+)
 from privserve.auth.keys import open_key_store
 from privserve.config import Settings
 from privserve.engine.base import EmbeddingEngine, TextEngine
@@ -144,6 +152,7 @@ def create_app(
     v1.include_router(completions.router)
     v1.include_router(embeddings.router)
     v1.include_router(rerank.router)
+    v1.include_router(integrations.router)
     app.include_router(v1)
     # FastGPT's rerank settings take a full URL; many point it at `{base}/rerank`.
     app.include_router(rerank.router, dependencies=[Depends(require_api_key)])

@@ -58,6 +58,22 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for {where}: {message}", param=param)
 
 
+def not_found(method: str, path: str) -> NotFound:
+    """A 404 that says how to fix the most common wrong base URL."""
+    message = f"Unknown request URL: {method} {path}"
+    if path.startswith("/v1/v1/"):
+        message += (
+            ". The base URL ends in /v1 and the client added another: use a base URL "
+            "without /v1 here (One API's 'OpenAI' channel type adds /v1 itself)."
+        )
+    elif not path.startswith("/v1/") and path.lstrip("/").split("/")[0] in _V1_RESOURCES:
+        message += f". Did you mean /v1{path}? The base URL must end in /v1."
+    return NotFound(message)
+
+
+_V1_RESOURCES = {"chat", "completions", "embeddings", "models"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_privserve_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PrivserveError)
@@ -73,7 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         error: PrivserveError
         if exc.status_code == 404:
-            error = NotFound(f"Unknown request URL: {request.method} {request.url.path}")
+            error = not_found(request.method, request.url.path)
         elif exc.status_code == 405:
             error = MethodNotAllowed(
                 f"Method {request.method} is not allowed for {request.url.path}"

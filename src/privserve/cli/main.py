@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from privserve import __version__
-from privserve.cli import convert, keys, models
+from privserve.cli import convert, integrations, keys, models
 from privserve.cli.output import make_console
 from privserve.cli.serve import serve
 
@@ -18,6 +18,7 @@ app.command("serve")(serve)
 app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")
 convert.register(app)
+integrations.register(app)
 
 
 @app.command("version")

@@ -66,5 +66,9 @@ class ModelCatalog:
         """Rerank-only models (cross-encoders); embedding models rerank too."""
         return sorted(set(self._rerank) - set(self._embedding))
 
+    def reranker_ids(self) -> list[str]:
+        """Every model that reranks, cross-encoders and embedding models; the default first."""
+        return list(self._rerank)
+
     def has(self, model_id: str) -> bool:
         return model_id in self._text or model_id in self._embedding or model_id in self._rerank
