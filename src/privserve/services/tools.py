@@ -82,7 +82,34 @@ class ToolPlan:
             found = json.loads(text)
         except json.JSONDecodeError:
             return None
-        calls = found if isinstance(found, list) else [found]
+        return self._calls(found if isinstance(found, list) else [found])
+
+    def salvage(self, text: str) -> list[ToolCall] | None:
+        """The complete calls at the start of a parallel answer cut short by max_tokens,
+        each once: small models held to the array format tend to repeat a call until the
+        budget runs out, and the repeats carry nothing the first did not."""
+        decoder, text = json.JSONDecoder(), text.strip()
+        if not text.startswith("["):
+            return None
+        found: list[Any] = []
+        position = 1
+        while True:
+            while text[position : position + 1].isspace():
+                position += 1
+            try:
+                item, position = decoder.raw_decode(text, position)
+            except json.JSONDecodeError:
+                break
+            if item not in found:
+                found.append(item)
+            while text[position : position + 1].isspace():
+                position += 1
+            if text[position : position + 1] != ",":
+                break
+            position += 1
+        return self._calls(found) if found else None
+
+    def _calls(self, calls: list[Any]) -> list[ToolCall] | None:
         names = {tool.function.name for tool in self.tools}
         parsed = []
         for call in calls:
@@ -127,10 +154,15 @@ def plan_tools(request: ChatCompletionRequest) -> ToolPlan | None:
 
 
 def tool_calls_in(tools: ToolPlan | None, text: str, finish_reason: str) -> list[ToolCall] | None:
-    """The calls an answer makes; an answer cut short by max_tokens makes none."""
-    if tools is None or finish_reason != "stop":
+    """The calls an answer makes. One cut short by max_tokens makes none, except a forced
+    parallel answer: its grammar-held array keeps the calls completed before the cut."""
+    if tools is None:
         return None
-    return tools.parse(text.strip())
+    if finish_reason == "stop":
+        return tools.parse(text.strip())
+    if tools.forced and tools.parallel:
+        return tools.salvage(text)
+    return None
 
 
 def call_deltas(calls: list[ToolCall]) -> dict[str, Any]:

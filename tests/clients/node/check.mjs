@@ -11,9 +11,11 @@ const client = new OpenAI({
 });
 const chatModel = process.env.CHAT_MODEL;
 const embedModel = process.env.EMBED_MODEL;
+// A forced answer (the model repeats the line), so the plain and the streamed answer agree.
+const line = "lemon castle rocket violin pencil thunder";
 const messages = [
   { role: "system", content: "Answer briefly." },
-  { role: "user", content: [{ type: "text", text: "Name a river in Europe." }] },
+  { role: "user", content: [{ type: "text", text: `Repeat exactly: ${line}\n${line}\n${line}\n` }] },
 ];
 
 const report = {};
