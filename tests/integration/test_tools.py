@@ -4,6 +4,8 @@ tools' schemas by a grammar, so they always parse into valid arguments, streamed
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import jsonschema
@@ -11,6 +13,7 @@ import openai
 import pytest
 
 from tests.integration.conftest import MODEL_ID
+from tests.integration.server import start_server
 
 pytestmark = pytest.mark.model
 
@@ -153,3 +156,103 @@ def test_parallel_required_calls_are_valid_and_distinct(client: openai.OpenAI) -
         jsonschema.validate(arguments, SCHEMAS[call.function.name])
         seen.add((call.function.name, call.function.arguments))
     assert len(seen) == len(choice.message.tool_calls)
+
+
+HERMES_TEMPLATE = Path(__file__).parents[1] / "data" / "hermes_tools.jinja"
+
+
+@pytest.fixture(scope="module")
+def hermes_client(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> Iterator[openai.OpenAI]:
+    """The bundled model behind a chat template with its own tool format (Hermes style,
+    `<tool_call>` tags, as Qwen2.5's): tools go through the template, not privserve's text."""
+    home = tmp_path_factory.mktemp("hermes")
+    running = start_server(
+        home,
+        args=["--chat-template", str(HERMES_TEMPLATE), "--embedding-model", ""],
+        env={"PRIVSERVE_API_KEY": api_key},
+    )
+    try:
+        with openai.OpenAI(base_url=running.base_url, api_key=api_key, max_retries=0) as c:
+            yield c
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_templates_own_tool_format_gives_valid_calls(
+    hermes_client: openai.OpenAI, parallel: bool
+) -> None:
+    reply = hermes_client.chat.completions.create(
+        model=MODEL_ID,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice="required",
+        parallel_tool_calls=parallel,
+        temperature=0.7,
+        seed=3,
+        max_tokens=100,
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    assert choice.message.content is None
+    for call in choice.message.tool_calls:
+        jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
+    if not parallel:
+        assert len(choice.message.tool_calls) == 1
+
+
+def test_a_templates_own_format_streams_a_named_call_and_reads_history(
+    hermes_client: openai.OpenAI,
+) -> None:
+    stream = hermes_client.chat.completions.create(
+        model=MODEL_ID,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=60,
+        stream=True,
+    )
+    deltas, finish = [], None
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        assert not delta.content  # the tagged call is never shown as text
+        deltas += delta.tool_calls or []
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    (call,) = deltas
+    assert call.function is not None and call.function.name == "get_time"
+    arguments = json.loads(call.function.arguments or "")
+    jsonschema.validate(arguments, TIME)
+    # The call and its result go back through the template's own tags.
+    followed = hermes_client.chat.completions.create(
+        model=MODEL_ID,
+        messages=[  # type: ignore[list-item]
+            *ASK,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": call.function.arguments},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": call.id, "content": "12:00"},
+        ],
+        tools=TOOLS,  # type: ignore[arg-type]
+        max_tokens=8,
+        temperature=0,
+    )
+    alone = hermes_client.chat.completions.create(
+        model=MODEL_ID,
+        messages=ASK,
+        tools=TOOLS,
+        max_tokens=8,
+        temperature=0,  # type: ignore[arg-type]
+    )
+    assert followed.usage is not None and alone.usage is not None
+    assert followed.usage.prompt_tokens > alone.usage.prompt_tokens + 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from privserve.engine.base import (
     EngineStats,
@@ -71,8 +72,14 @@ class FakeEngine:
     def vocab_size(self) -> int:
         return 100
 
-    def render_chat(self, messages: Sequence[PromptMessage]) -> str:
+    def render_chat(
+        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> str:
         return " ".join(f"{m.role}: {m.content}" for m in messages)
+
+    @property
+    def tool_format(self) -> None:
+        return None
 
     def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
         return [len(w) for w in text.split()]

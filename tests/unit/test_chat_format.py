@@ -71,3 +71,29 @@ def test_folding_never_drops_a_system_message() -> None:
         PromptMessage("user", "C\n\nD"),
         PromptMessage("user", "E"),
     ]
+
+
+HERMES = Path(__file__).parents[1] / "data" / "hermes_tools.jinja"
+
+
+def test_a_template_with_tagged_calls_has_the_hermes_tool_format() -> None:
+    assert fmt({}, override=str(HERMES)).tool_format == "hermes"
+    assert fmt({"general.architecture": "gemma"}, override=None).tool_format is None
+
+
+def test_tools_and_calls_reach_a_template_with_a_tool_format() -> None:
+    chat = fmt({}, override=str(HERMES))
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    prompt = chat.render(
+        [
+            PromptMessage("user", "Go"),
+            PromptMessage("assistant", "", (call,)),
+            PromptMessage("tool", "done", tool_call_id="c1"),
+        ],
+        [tool],
+    )
+    assert '<tools>\n{"name": "f", "parameters": {"type": "object"}}\n</tools>' in prompt
+    assert '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>' in prompt
+    assert "<tool_response>\ndone\n</tool_response>" in prompt
+    assert "<tools>" not in chat.render([PromptMessage("user", "Go")])

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from privserve.api.schemas.chat import ChatCompletionRequest
-from privserve.services.tools import ToolPlan, plan_tools, tool_calls_in
+from privserve.engine.base import PromptMessage, ToolFormat
+from privserve.services.tools import ToolCallBuffer, ToolPlan, plan_tools, tool_calls_in
 
 TOOL = {
     "type": "function",
@@ -18,11 +19,11 @@ TOOL = {
 }
 
 
-def plan(**fields: object) -> ToolPlan:
+def plan(native: ToolFormat | None = None, **fields: object) -> ToolPlan:
     request = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [TOOL], **fields}
     )
-    planned = plan_tools(request)
+    planned = plan_tools(request, native)
     assert planned is not None
     return planned
 
@@ -58,3 +59,53 @@ def test_a_cut_single_or_optional_call_makes_none() -> None:
 def test_a_cut_call_to_an_unknown_function_makes_none() -> None:
     tools = plan(tool_choice="required", parallel_tool_calls=True)
     assert tool_calls_in(tools, '[{"name": "other", "arguments": {}}, {', "length") is None
+
+
+def test_tagged_calls_parse_and_other_text_does_not() -> None:
+    tools = plan(tool_choice="auto", native="hermes")
+    one = '<tool_call>\n{"name": "search", "arguments": {"q": "gate"}}\n</tool_call>'
+    assert arguments(tools.parse(one)) == [{"q": "gate"}]
+    assert arguments(tools.parse(f"{one}\n{one.replace('gate', 'door')}")) == [
+        {"q": "gate"},
+        {"q": "door"},
+    ]
+    assert tools.parse("The gate opens at 7.") is None
+    assert tools.parse(f"Let me look. {one}") is None  # a call is the whole answer
+    assert tools.parse('{"name": "search", "arguments": {}}') is None  # not this format
+    assert tools.parse("<tool_call>not json</tool_call>") is None
+
+
+def test_a_cut_tagged_answer_keeps_its_complete_calls_once() -> None:
+    tools = plan(tool_choice="required", parallel_tool_calls=True, native="hermes")
+    call = '<tool_call>\n{"name": "search", "arguments": {"q": "gate"}}\n</tool_call>'
+    cut = f'{call}\n{call}\n<tool_call>\n{{"name": "sea'
+    assert arguments(tool_calls_in(tools, cut, "length")) == [{"q": "gate"}]
+    assert tool_calls_in(tools, '<tool_call>\n{"name"', "length") is None
+
+
+def test_a_native_plan_leaves_the_prompt_to_the_template() -> None:
+    tools = plan(tool_choice="auto", native="hermes")
+    turns = [PromptMessage("system", "Be brief."), PromptMessage("user", "x")]
+    assert tools.with_instructions(turns) == turns
+    assert tools.definitions() == [TOOL]
+    assert plan(tool_choice="auto").definitions() is None
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_native_grammars_compile(parallel: bool) -> None:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    tools = plan(tool_choice="required", parallel_tool_calls=parallel, native="hermes")
+    grammar = tools.grammar()
+    assert grammar is not None and grammar.startswith('root ::= "<tool_call>\\n"')
+    LlamaGrammar.from_string(grammar, verbose=False)
+
+
+def test_streamed_text_is_held_while_it_may_open_a_tag() -> None:
+    buffer = ToolCallBuffer(plan(tool_choice="auto", native="hermes"))
+    assert buffer.feed("<tool") == ""
+    assert buffer.feed('_call>\n{"name": "search", "arguments": {"q": "x"}}\n</tool_call>') == ""
+    calls, rest = buffer.finish("stop")
+    assert arguments(calls) == [{"q": "x"}] and rest == ""
+    text = ToolCallBuffer(plan(tool_choice="auto", native="hermes"))
+    assert text.feed("<t") == "" and text.feed("able>") == "<table>"

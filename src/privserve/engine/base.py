@@ -21,10 +21,22 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class PromptMessage:
-    """One chat turn, already flattened to text; roles: system, user, assistant, tool."""
+    """One chat turn, already flattened to text; roles: system, user, assistant, tool.
+
+    For chat templates with a tool format of their own, an assistant turn keeps its calls
+    (`{"id", "type", "function": {"name", "arguments": {...}}}`) and a tool turn the id of
+    the call it answers; other formats read them from `content`."""
 
     role: str
     content: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+
+
+# The tool-call format a chat template describes itself, when it has one:
+# "hermes" is `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Qwen2.5 and later,
+# Hermes 2 Pro and the templates made after them).
+ToolFormat = Literal["hermes"]
 
 
 @dataclass(frozen=True)
@@ -132,8 +144,16 @@ class TextEngine(Protocol):
     @property
     def context_length(self) -> int: ...
 
-    def render_chat(self, messages: Sequence[PromptMessage]) -> str:
-        """The model's own chat format, ending with the assistant's turn opened."""
+    def render_chat(
+        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> str:
+        """The model's own chat format, ending with the assistant's turn opened; `tools`
+        (OpenAI tool definitions) go to a template that has a tool format."""
+        ...
+
+    @property
+    def tool_format(self) -> ToolFormat | None:
+        """The chat template's own tool-call format, or None when it has none."""
         ...
 
     @property

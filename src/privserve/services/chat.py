@@ -42,6 +42,7 @@ from privserve.services.tools import (
     ToolPlan,
     call_deltas,
     plan_tools,
+    template_tool_call,
     tool_calls_in,
 )
 
@@ -60,8 +61,11 @@ def output_grammar(response_format: ResponseFormat | None) -> str | None:
     )
 
 
-def to_prompt_messages(messages: Sequence[ChatMessage]) -> list[PromptMessage]:
-    """Flattens OpenAI message shapes (strings, text parts, tool calls) into plain turns."""
+def to_prompt_messages(
+    messages: Sequence[ChatMessage], *, native_tools: bool = False
+) -> list[PromptMessage]:
+    """Flattens OpenAI message shapes (strings, text parts, tool calls) into plain turns;
+    with `native_tools` the calls and call ids stay apart for the template to write."""
     turns = []
     for i, message in enumerate(messages):
         if isinstance(message.content, list):
@@ -81,10 +85,17 @@ def to_prompt_messages(messages: Sequence[ChatMessage]) -> list[PromptMessage]:
             content = "\n".join(texts)
         else:
             content = message.content or ""
+        role = ROLE_ALIASES.get(message.role, message.role)
+        if native_tools:
+            calls = tuple(template_tool_call(call) for call in message.tool_calls or ())
+            turns.append(PromptMessage(role, content, calls, message.tool_call_id))
+            continue
         if message.tool_calls:
-            calls = "\n".join(json.dumps(call.get("function", call)) for call in message.tool_calls)
-            content = f"{content}\n{calls}" if content else calls
-        turns.append(PromptMessage(ROLE_ALIASES.get(message.role, message.role), content))
+            calls_text = "\n".join(
+                json.dumps(call.get("function", call)) for call in message.tool_calls
+            )
+            content = f"{content}\n{calls_text}" if content else calls_text
+        turns.append(PromptMessage(role, content))
     return turns
 
 
@@ -193,9 +204,12 @@ class ChatService:
     ) -> tuple[TextEngine, list[int], list[TokenStream], ToolPlan | None]:
         engine = self._catalog.text_engine(request.model)
         check_logit_bias(engine, request)
-        tools = plan_tools(request)
-        turns = to_prompt_messages(request.messages)
-        text = engine.render_chat(tools.with_instructions(turns) if tools else turns)
+        tools = plan_tools(request, engine.tool_format)
+        turns = to_prompt_messages(request.messages, native_tools=engine.tool_format is not None)
+        if tools is None:
+            text = engine.render_chat(turns)
+        else:
+            text = engine.render_chat(tools.with_instructions(turns), tools.definitions())
         # Long prompts take milliseconds to tokenize: keep that off the event loop.
         prompt = await anyio.to_thread.run_sync(
             functools.partial(engine.tokenize, text, is_chat=True)

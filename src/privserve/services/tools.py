@@ -1,16 +1,21 @@
-"""Function calling for models without a tool format of their own.
+"""Function calling: the chat template's own tool format where it has one, else privserve's.
 
-The tools are described to the model in a system message, with one reply format: a JSON
-object `{"name": ..., "arguments": {...}}` (a JSON array of them when parallel calls are
-allowed). With `tool_choice` "required" or a named function, a grammar holds the output to
-exactly that format and to each function's parameter schema, so the call always parses
-into valid arguments. With "auto" the model may answer in text instead; an answer that is a
-well-formed call to an offered function becomes `tool_calls`.
+A template with its own format (Hermes style, `<tool_call>{...}</tool_call>`, as Qwen2.5 and
+later write) gets the tools as transformers passes them and describes them itself; its
+calls are read back from those tags. Other models get the tools described in a system
+message, with one reply format: a JSON object `{"name": ..., "arguments": {...}}` (a JSON
+array of them when parallel calls are allowed). Either way, with `tool_choice` "required"
+or a named function a grammar holds the output to exactly that format and to each
+function's parameter schema, so the call always parses into valid arguments. With "auto"
+the model may answer in text instead; an answer that is a well-formed call to an offered
+function becomes `tool_calls`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +27,13 @@ from privserve.api.schemas.chat import (
     Tool,
     ToolCall,
 )
-from privserve.engine.base import PromptMessage
+from privserve.engine.base import PromptMessage, ToolFormat
 from privserve.engine.grammar import json_schema_grammar
 from privserve.errors import InvalidRequest
+
+MAX_PARALLEL_CALLS = 8
+HERMES_OPEN, HERMES_CLOSE = "<tool_call>", "</tool_call>"
+_HERMES_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,16 @@ class ToolPlan:
     tools: tuple[Tool, ...]
     forced: bool  # "required" or a named function: the grammar decides the shape
     parallel: bool
+    native: ToolFormat | None = None  # the chat template's own format, when it has one
 
-    def call_schema(self) -> dict[str, Any]:
-        one = {
+    def definitions(self) -> list[dict[str, Any]] | None:
+        """The tools as the template reads them, for templates with their own format."""
+        if self.native is None:
+            return None
+        return [tool.model_dump(mode="json", exclude_none=True) for tool in self.tools]
+
+    def one_call_schema(self) -> dict[str, Any]:
+        return {
             "oneOf": [
                 {
                     "type": "object",
@@ -48,14 +64,26 @@ class ToolPlan:
                 for tool in self.tools
             ]
         }
+
+    def call_schema(self) -> dict[str, Any]:
+        """privserve's reply format: one call, or an array of them."""
+        one = self.one_call_schema()
         if not self.parallel:
             return one
-        return {"type": "array", "items": one, "minItems": 1, "maxItems": 8}
+        return {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}
 
     def grammar(self) -> str | None:
         if not self.forced:
             return None
-        return json_schema_grammar(self.call_schema(), param="tools")
+        if self.native is None:
+            return json_schema_grammar(self.call_schema(), param="tools")
+        # The call's JSON, wrapped in the template's tags; several tagged calls in a row
+        # when parallel calls are allowed.
+        call = json_schema_grammar(self.one_call_schema(), param="tools")
+        call = re.sub(r"^root\s*::=", "tool-call-json ::=", call, count=1, flags=re.MULTILINE)
+        tagged = f'"{HERMES_OPEN}\\n" tool-call-json "\\n{HERMES_CLOSE}"'
+        more = f' ("\\n" {tagged}){{0,{MAX_PARALLEL_CALLS - 1}}}' if self.parallel else ""
+        return f"root ::= {tagged}{more}\n{call}"
 
     def instructions(self) -> str:
         described = "\n".join(
@@ -70,7 +98,10 @@ class ToolPlan:
         return f"You can call these functions:\n{described}\n{must}{how}."
 
     def with_instructions(self, turns: list[PromptMessage]) -> list[PromptMessage]:
-        """The conversation with the tool instructions in its (first) system message."""
+        """The conversation with the tool instructions in its (first) system message; a
+        template with its own tool format describes the tools itself."""
+        if self.native is not None:
+            return turns
         if turns and turns[0].role == "system":
             first = PromptMessage("system", f"{turns[0].content}\n\n{self.instructions()}")
             return [first, *turns[1:]]
@@ -78,16 +109,34 @@ class ToolPlan:
 
     def parse(self, text: str) -> list[ToolCall] | None:
         """The calls in `text`, or None when it is not exactly a call to offered functions."""
+        if self.native is not None:
+            return self._parse_tagged(text)
         try:
             found = json.loads(text)
         except json.JSONDecodeError:
             return None
         return self._calls(found if isinstance(found, list) else [found])
 
+    def _parse_tagged(self, text: str) -> list[ToolCall] | None:
+        """Tagged calls and nothing else but white space between them."""
+        if _HERMES_CALL.sub("", text).strip():
+            return None
+        found = []
+        for body in _HERMES_CALL.findall(text):
+            try:
+                found.append(json.loads(body))
+            except json.JSONDecodeError:
+                return None
+        return self._calls(found) if found else None
+
     def salvage(self, text: str) -> list[ToolCall] | None:
         """The complete calls at the start of a parallel answer cut short by max_tokens,
         each once: small models held to the array format tend to repeat a call until the
         budget runs out, and the repeats carry nothing the first did not."""
+        if self.native is not None:
+            complete = text[: text.rfind(HERMES_CLOSE) + len(HERMES_CLOSE)]
+            calls = self._parse_tagged(complete) if HERMES_CLOSE in text else None
+            return _distinct(calls) if calls else None
         decoder, text = json.JSONDecoder(), text.strip()
         if not text.startswith("["):
             return None
@@ -129,8 +178,32 @@ class ToolPlan:
         return parsed or None
 
 
-def plan_tools(request: ChatCompletionRequest) -> ToolPlan | None:
-    """What the request's tools ask of the model; None when no tool may be called."""
+def _distinct(calls: list[ToolCall]) -> list[ToolCall]:
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for call in calls:
+        key = (call.function.name, call.function.arguments)
+        if key not in seen:
+            seen.add(key)
+            kept.append(call)
+    return kept
+
+
+def template_tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    """An assistant message's call as chat templates read it: arguments as an object (they
+    write it with `tojson`), not OpenAI's JSON text."""
+    function = dict(call.get("function") or {})
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        # Text that is not JSON stays text: the template writes it as given.
+        with contextlib.suppress(json.JSONDecodeError):
+            function["arguments"] = json.loads(arguments)
+    return {"id": call.get("id"), "type": call.get("type", "function"), "function": function}
+
+
+def plan_tools(request: ChatCompletionRequest, native: ToolFormat | None = None) -> ToolPlan | None:
+    """What the request's tools ask of the model; None when no tool may be called.
+    `native` is the chat template's own tool format, when it has one."""
     choice = request.tool_choice
     if not request.tools or choice == "none":
         if isinstance(choice, NamedToolChoice) or choice == "required":
@@ -150,7 +223,7 @@ def plan_tools(request: ChatCompletionRequest) -> ToolPlan | None:
     # Several calls in one answer only when asked for in so many words: small local models
     # given the choice keep repeating the same call until max_tokens.
     parallel = forced and request.parallel_tool_calls is True
-    return ToolPlan(tools=tools, forced=forced, parallel=parallel)
+    return ToolPlan(tools=tools, forced=forced, parallel=parallel, native=native)
 
 
 def tool_calls_in(tools: ToolPlan | None, text: str, finish_reason: str) -> list[ToolCall] | None:
@@ -188,11 +261,16 @@ class ToolCallBuffer:
             return text
         self._held += text
         start = self._held.lstrip()
-        if not start or start[0] in "{[" or self._tools.forced:
+        if not start or self._tools.forced or self._may_be_call(start):
             return ""
         self._releasing = True
         held, self._held = self._held, ""
         return held
+
+    def _may_be_call(self, start: str) -> bool:
+        if self._tools.native is not None:
+            return start.startswith(HERMES_OPEN) or HERMES_OPEN.startswith(start)
+        return start[0] in "{["
 
     def finish(self, finish_reason: str) -> tuple[list[ToolCall] | None, str]:
         """(the calls, if the held text is one; else the held text to send as content)."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from privserve.engine.base import PromptMessage
+from privserve.engine.base import PromptMessage, ToolFormat
 from privserve.errors import InvalidRequest, ModelLoadError
 
 # Gemma's turn format has no system role; system text is folded into the first user turn.
@@ -63,15 +64,38 @@ class ChatFormat:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise_template_error
         self._template = env.from_string(template)
+        self.tool_format = tool_format_of(template)
 
-    def render(self, messages: Sequence[PromptMessage]) -> str:
+    def render(
+        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> str:
+        """`tools` reach templates with a tool format of their own, as transformers passes
+        them; turns keep their calls for such templates."""
         turns = list(messages) if self.has_system_role else fold_system_messages(messages)
+        extra: dict[str, Any] = {"tools": list(tools)} if tools and self.tool_format else {}
         return self._template.render(
-            messages=[{"role": m.role, "content": m.content} for m in turns],
+            messages=[_as_template_message(m) for m in turns],
             add_generation_prompt=True,
             bos_token=self.bos_token,
             eos_token=self._eos_token,
+            **extra,
         )
+
+
+def tool_format_of(template: str) -> ToolFormat | None:
+    """The tool-call format a template writes calls in, when it reads `tools` at all."""
+    if "tools" in template and "<tool_call>" in template:
+        return "hermes"
+    return None
+
+
+def _as_template_message(message: PromptMessage) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        rendered["tool_calls"] = list(message.tool_calls)
+    if message.tool_call_id is not None:
+        rendered["tool_call_id"] = message.tool_call_id
+    return rendered
 
 
 def fold_system_messages(messages: Sequence[PromptMessage]) -> list[PromptMessage]:

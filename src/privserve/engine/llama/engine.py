@@ -17,9 +17,16 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from privserve.config import LlamaConfig
-from privserve.engine.base import EngineStats, GenerationRequest, ModelSpec, PromptMessage
+from privserve.engine.base import (
+    EngineStats,
+    GenerationRequest,
+    ModelSpec,
+    PromptMessage,
+    ToolFormat,
+)
 from privserve.engine.llama.context import ContextShape, DecodeFailed, LlamaContext
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
@@ -129,8 +136,14 @@ class LlamaEngine:
     def parallel(self) -> int:
         return self._shape.sequences
 
-    def render_chat(self, messages: Sequence[PromptMessage]) -> str:
-        return self._model.render_chat(messages)
+    def render_chat(
+        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> str:
+        return self._model.chat_format.render(messages, tools)
+
+    @property
+    def tool_format(self) -> ToolFormat | None:
+        return self._model.chat_format.tool_format
 
     def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
         return self._model.tokenize(text, is_chat=is_chat)
