@@ -251,3 +251,13 @@ def test_rerank_answers_at_request_url_and_at_base_url_rerank(
         assert order[0] == 1, url
         scores = [r["relevance_score"] for r in result["results"]]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_the_running_server_gives_the_same_entries(
+    http: httpx.Client, config: dict[str, Any], server: RunningServer
+) -> None:
+    served = http.get("/v1/privserve/integrations").json()
+    # The same models and sizes the command printed, with this request's URL and key.
+    assert served["fastgpt"]["config_json"] == config
+    assert served["base_url"] == server.base_url
+    assert served["one_api"]["models"] == f"{MODEL_ID},{EMBED_ID}"
