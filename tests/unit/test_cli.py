@@ -47,3 +47,57 @@ def test_serve_refuses_an_unknown_model(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve", "--home", str(tmp_path), "--model", "nope.gguf"])
     assert result.exit_code != 0
     assert "neither a bundled model" in str(result.exception)
+
+
+def integration_args(tmp_path: Path, *more: str) -> list[str]:
+    model = tmp_path / "glm2-q4.gguf"
+    model.write_bytes(b"")  # only its name is read: the entries come from the settings
+    return [
+        "--home",
+        str(tmp_path),
+        "--model",
+        str(model),
+        "--ctx-size",
+        "8192",
+        "--embedding-model",
+        "",
+        "--base-url",
+        "http://gpu-box:6006",
+        *more,
+    ]
+
+
+def test_fastgpt_config_prints_json_for_the_serve_flags(tmp_path: Path) -> None:
+    import json
+
+    result = runner.invoke(
+        app, ["fastgpt-config", *integration_args(tmp_path, "--model-id", "chatglm2")]
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads(result.stdout)
+    (llm,) = config["llmModels"]
+    assert (llm["model"], llm["maxContext"]) == ("chatglm2", 8192)
+    assert config["vectorModels"] == [] and config["reRankModels"] == []
+
+
+def test_oneapi_channel_with_a_new_key_that_then_exists(tmp_path: Path) -> None:
+    import json
+
+    result = runner.invoke(
+        app, ["oneapi-channel", *integration_args(tmp_path, "--new-key", "one-api")]
+    )
+    assert result.exit_code == 0, result.output
+    channel = json.loads(result.stdout)
+    assert channel["key"].startswith("sk-ps-") and channel["models"] == "glm2-q4"
+    assert channel["base_url"] == "http://gpu-box:6006/v1"
+    assert "one-api" in runner.invoke(app, ["keys", "list", "--home", str(tmp_path)]).stdout
+
+
+def test_integration_commands_refuse_a_bad_alias_and_url(tmp_path: Path) -> None:
+    bad_alias = runner.invoke(
+        app, ["oneapi-channel", *integration_args(tmp_path, "--alias", "nothing")]
+    )
+    assert bad_alias.exit_code != 0
+    # The last --base-url wins, as with any option given twice.
+    bad_url = runner.invoke(app, ["oneapi-channel", *integration_args(tmp_path, "--base-url", "x")])
+    assert bad_url.exit_code == 1 and "not an http(s) URL" in bad_url.output

@@ -60,6 +60,9 @@ ModelOption = Annotated[
     list[str] | None,
     typer.Option("--model", help="Chat models, as given to `privserve serve --model`."),
 ]
+ModelIdOption = Annotated[
+    str | None, typer.Option("--model-id", help="Id of the first model, as given to `serve`.")
+]
 CtxOption = Annotated[
     int | None, typer.Option("--ctx-size", help="Context length, as given to `serve`.")
 ]
@@ -166,6 +169,7 @@ def _settings(
     config: Path | None,
     home: Path | None,
     model: list[str] | None,
+    model_id: str | None,
     ctx_size: int | None,
     embedding_model: str | None,
     rerank_model: str | None,
@@ -174,6 +178,7 @@ def _settings(
         config,
         home=home,
         model=model,
+        model_id=model_id,
         llama__n_ctx=ctx_size,
         embedding__model=embedding_model,
         rerank__model=rerank_model,
@@ -194,6 +199,7 @@ def fastgpt_config(
     new_key: NewKeyOption = None,
     alias: AliasOption = None,
     model: ModelOption = None,
+    model_id: ModelIdOption = None,
     ctx_size: CtxOption = None,
     embedding_model: EmbeddingOption = None,
     rerank_model: RerankOption = None,
@@ -201,7 +207,7 @@ def fastgpt_config(
     home: HomeOption = None,
 ) -> None:
     """Print FastGPT's model entries for the models privserve serves."""
-    settings = _settings(config, home, model, ctx_size, embedding_model, rerank_model)
+    settings = _settings(config, home, model, model_id, ctx_size, embedding_model, rerank_model)
     _run(lambda m, e: fastgpt(m, e, fmt), settings, base_url, key, new_key, alias)
 
 
@@ -211,6 +217,7 @@ def oneapi_channel(
     new_key: NewKeyOption = None,
     alias: AliasOption = None,
     model: ModelOption = None,
+    model_id: ModelIdOption = None,
     ctx_size: CtxOption = None,
     embedding_model: EmbeddingOption = None,
     rerank_model: RerankOption = None,
@@ -218,7 +225,7 @@ def oneapi_channel(
     home: HomeOption = None,
 ) -> None:
     """Print the One API channel to create for privserve."""
-    settings = _settings(config, home, model, ctx_size, embedding_model, rerank_model)
+    settings = _settings(config, home, model, model_id, ctx_size, embedding_model, rerank_model)
     _run(one_api_channel, settings, base_url, key, new_key, alias)
 
 
