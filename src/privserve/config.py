@@ -27,6 +27,12 @@ class ServerConfig(BaseModel):
         None, gt=0, description="Longest a request may wait and run; default: no limit."
     )
     log_level: str = Field("info", description="uvicorn and privserve log level.")
+    fit_max_tokens: bool = Field(
+        False,
+        description="Lower a max_tokens that would run past the context to the room left "
+        "(as llama.cpp's server and Ollama do) instead of answering 400; for clients that "
+        "count tokens with another tokenizer, such as FastGPT.",
+    )
 
 
 class LlamaConfig(BaseModel):

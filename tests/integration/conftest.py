@@ -46,7 +46,8 @@ def configured_server(
     tmp_path_factory: pytest.TempPathFactory, api_key: str, cross_encoder_dir: Path
 ) -> Iterator[RunningServer]:
     """A second server with the options the default one leaves off: a cross-encoder given
-    by flag, inputs cut at the model's limit, and vectors that may be shortened."""
+    by flag, inputs cut at the model's limit, vectors that may be shortened, and max_tokens
+    fitted to the context."""
     home = tmp_path_factory.mktemp("configured")
     running = start_server(
         home,
@@ -55,6 +56,7 @@ def configured_server(
             "PRIVSERVE_API_KEY": api_key,
             "PRIVSERVE_EMBEDDING__TRUNCATE": "true",
             "PRIVSERVE_EMBEDDING__SHORTENABLE": "true",
+            "PRIVSERVE_SERVER__FIT_MAX_TOKENS": "true",
         },
     )
     yield running

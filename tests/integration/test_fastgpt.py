@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from tests.integration.cli import privserve_json
-from tests.integration.conftest import MODEL_ID
+from tests.integration.conftest import MODEL_ID, NO_END
 from tests.integration.server import RunningServer
 
 pytestmark = pytest.mark.model
@@ -261,3 +261,21 @@ def test_the_running_server_gives_the_same_entries(
     assert served["fastgpt"]["config_json"] == config
     assert served["base_url"] == server.base_url
     assert served["one_api"]["models"] == f"{MODEL_ID},{EMBED_ID}"
+
+
+def test_fit_max_tokens_turns_an_overlong_request_into_a_cut_answer(
+    configured_server: RunningServer, http: httpx.Client, api_key: str
+) -> None:
+    # FastGPT sizes max_tokens with its own tokenizer's count of the prompt; the model's
+    # count can be larger. A prompt 6 tokens short of the context:
+    body = {"model": MODEL_ID, "prompt": [236743] * 4090, "max_tokens": 50, "logit_bias": NO_END}
+    assert http.post("/v1/completions", json=body).status_code == 400  # the default server
+    fitted = httpx.post(
+        f"{configured_server.base_url}/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=120,
+    ).json()
+    assert fitted["usage"]["prompt_tokens"] == 4090
+    assert fitted["usage"]["completion_tokens"] == 6
+    assert fitted["choices"][0]["finish_reason"] == "length"

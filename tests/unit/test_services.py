@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import pytest
+
 from privserve.api.schemas.chat import ChatCompletionRequest
 from privserve.api.schemas.completions import CompletionRequest
+from privserve.errors import ContextLengthExceeded
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
@@ -36,3 +39,21 @@ async def test_completion_stream_dropped_before_its_body_is_read_cancels_its_wor
     gc.collect()
     await asyncio.sleep(0.05)
     assert engine.streams[0].cancelled
+
+
+async def test_a_max_tokens_past_the_context_is_fitted_only_when_asked() -> None:
+    # The fake's words are tokens: a 60-word prompt leaves 4 of its 64.
+    request = ChatCompletionRequest.model_validate(
+        {
+            "model": "fake",
+            "messages": [{"role": "user", "content": " ".join(["w"] * 59)}],
+            "max_tokens": 30,
+        }
+    )
+    strict = FakeEngine(words=["a"] * 30, context=64)
+    with pytest.raises(ContextLengthExceeded):
+        await ChatService(ModelCatalog({"fake": strict})).create(request)
+    fitted = FakeEngine(words=["a"] * 30, context=64)
+    reply = await ChatService(ModelCatalog({"fake": fitted}), fit_max_tokens=True).create(request)
+    assert reply.usage.prompt_tokens == 60
+    assert reply.usage.completion_tokens == 4 and reply.choices[0].finish_reason == "length"

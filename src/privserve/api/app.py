@@ -127,8 +127,9 @@ def create_app(
         app.state.settings = settings
         app.state.key_store = key_store
         app.state.catalog = catalog
-        app.state.chat_service = ChatService(catalog)
-        app.state.completion_service = CompletionService(catalog)
+        fit = settings.server.fit_max_tokens
+        app.state.chat_service = ChatService(catalog, fit_max_tokens=fit)
+        app.state.completion_service = CompletionService(catalog, fit_max_tokens=fit)
         app.state.embedding_service = EmbeddingService(catalog, settings.embedding)
         app.state.rerank_service = RerankService(catalog)
         try:

@@ -100,8 +100,9 @@ def to_prompt_messages(
 
 
 class ChatService:
-    def __init__(self, catalog: ModelCatalog) -> None:
+    def __init__(self, catalog: ModelCatalog, *, fit_max_tokens: bool = False) -> None:
         self._catalog = catalog
+        self._fit_max_tokens = fit_max_tokens
 
     async def create(self, request: ChatCompletionRequest) -> ChatCompletion:
         engine, prompt, streams, tools = await self._submit(request)
@@ -219,6 +220,7 @@ class ChatService:
             len(prompt),
             request.max_completion_tokens or request.max_tokens,
             prompt_param="messages",
+            fit=self._fit_max_tokens,
         )
         top_logprobs = (request.top_logprobs or 0) if request.logprobs else None
         requests = choice_requests(

@@ -42,8 +42,9 @@ class _Prompt:
 
 
 class CompletionService:
-    def __init__(self, catalog: ModelCatalog) -> None:
+    def __init__(self, catalog: ModelCatalog, *, fit_max_tokens: bool = False) -> None:
         self._catalog = catalog
+        self._fit_max_tokens = fit_max_tokens
 
     async def create(self, request: CompletionRequest) -> Completion:
         engine, prompts, streams = await self._submit(request)
@@ -154,7 +155,11 @@ class CompletionService:
         request_id = new_id("")
         for i, prompt in enumerate(prompts):
             max_tokens = completion_budget(
-                engine, len(prompt.tokens), request.max_tokens, prompt_param="prompt"
+                engine,
+                len(prompt.tokens),
+                request.max_tokens,
+                prompt_param="prompt",
+                fit=self._fit_max_tokens,
             )
             requests += choice_requests(
                 request,

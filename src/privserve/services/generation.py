@@ -29,9 +29,15 @@ def new_id(prefix: str) -> str:
 
 
 def completion_budget(
-    engine: TextEngine, prompt_tokens: int, max_tokens: int | None, *, prompt_param: str
+    engine: TextEngine,
+    prompt_tokens: int,
+    max_tokens: int | None,
+    *,
+    prompt_param: str,
+    fit: bool = False,
 ) -> int:
-    """Tokens the answer may take; without `max_tokens`, the rest of the context."""
+    """Tokens the answer may take; without `max_tokens`, the rest of the context. A
+    `max_tokens` past the context is a 400, or with `fit` the room that is left."""
     if prompt_tokens >= engine.context_length:
         raise ContextLengthExceeded(
             f"This model's maximum context length is {engine.context_length} tokens, "
@@ -40,6 +46,8 @@ def completion_budget(
         )
     if max_tokens is None:
         return engine.context_length - prompt_tokens
+    if fit:
+        return min(max_tokens, engine.context_length - prompt_tokens)
     if prompt_tokens + max_tokens > engine.context_length:
         raise ContextLengthExceeded(
             f"This model's maximum context length is {engine.context_length} tokens. "
