@@ -46,8 +46,8 @@ def configured_server(
     tmp_path_factory: pytest.TempPathFactory, api_key: str, cross_encoder_dir: Path
 ) -> Iterator[RunningServer]:
     """A second server with the options the default one leaves off: a cross-encoder given
-    by flag, inputs cut at the model's limit, vectors that may be shortened, and max_tokens
-    fitted to the context."""
+    by flag, inputs cut at the model's limit, vectors that may be shortened, max_tokens
+    fitted to the context, and no access log."""
     home = tmp_path_factory.mktemp("configured")
     running = start_server(
         home,
@@ -57,6 +57,7 @@ def configured_server(
             "PRIVSERVE_EMBEDDING__TRUNCATE": "true",
             "PRIVSERVE_EMBEDDING__SHORTENABLE": "true",
             "PRIVSERVE_SERVER__FIT_MAX_TOKENS": "true",
+            "PRIVSERVE_SERVER__ACCESS_LOG": "false",
         },
     )
     yield running

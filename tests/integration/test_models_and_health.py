@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -25,3 +27,19 @@ def test_health_without_key(server: RunningServer) -> None:
     response = httpx.get(server.root_url + "/health")
     assert response.status_code == 200
     assert MODEL_ID in response.json()["models"]
+
+
+def test_the_access_log_is_on_by_default_and_can_be_turned_off(
+    server: RunningServer, configured_server: RunningServer, api_key: str
+) -> None:
+    for running in (server, configured_server):
+        reply = httpx.get(
+            f"{running.base_url}/models", headers={"Authorization": f"Bearer {api_key}"}
+        )
+        assert reply.status_code == 200
+    deadline = time.monotonic() + 5
+    while not any('"GET /v1/models HTTP/1.1" 200' in line for line in server.output):
+        assert time.monotonic() < deadline, "no access log line from the default server"
+        time.sleep(0.1)
+    time.sleep(0.5)  # the same time for the other server's line, were there one
+    assert not any('"GET /v1/models' in line for line in configured_server.output)

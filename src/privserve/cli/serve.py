@@ -139,6 +139,7 @@ def run_server(settings: Settings) -> None:
         uvicorn.Config(
             create_app(settings),
             log_level=settings.server.log_level,
+            access_log=settings.server.access_log,
             timeout_graceful_shutdown=5,
         )
     )
