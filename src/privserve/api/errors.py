@@ -58,6 +58,10 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for {where}: {message}", param=param)
 
 
+# The /v1 resources a client may ask for without /v1 when its base URL lacks it.
+_V1_RESOURCES = {"chat", "completions", "embeddings", "models"}
+
+
 def not_found(method: str, path: str) -> NotFound:
     """A 404 that says how to fix the most common wrong base URL."""
     message = f"Unknown request URL: {method} {path}"
@@ -69,9 +73,6 @@ def not_found(method: str, path: str) -> NotFound:
     elif not path.startswith("/v1/") and path.lstrip("/").split("/")[0] in _V1_RESOURCES:
         message += f". Did you mean /v1{path}? The base URL must end in /v1."
     return NotFound(message)
-
-
-_V1_RESOURCES = {"chat", "completions", "embeddings", "models"}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -157,8 +157,9 @@ def _run(
     notes = Console(stderr=True, highlight=False, soft_wrap=True)
     logging.basicConfig(level=logging.WARNING)
     try:
-        endpoint = _endpoint(settings, base_url, key, new_key, alias, notes)
+        # Models first: a setting that fails must not leave a new key behind.
         models = describe_settings(settings)
+        endpoint = _endpoint(settings, base_url, key, new_key, alias, notes)
     except PrivserveError as exc:
         notes.print(f"Error: {exc.message}", markup=False)
         raise typer.Exit(1) from None

@@ -118,45 +118,20 @@ class ToolPlan:
         return self._calls(found if isinstance(found, list) else [found])
 
     def _parse_tagged(self, text: str) -> list[ToolCall] | None:
-        """Tagged calls and nothing else but white space between them."""
-        if _HERMES_CALL.sub("", text).strip():
-            return None
-        found = []
-        for body in _HERMES_CALL.findall(text):
-            try:
-                found.append(json.loads(body))
-            except json.JSONDecodeError:
-                return None
+        found = _tagged_items(text)
         return self._calls(found) if found else None
 
     def salvage(self, text: str) -> list[ToolCall] | None:
         """The complete calls at the start of a parallel answer cut short by max_tokens,
-        each once: small models held to the array format tend to repeat a call until the
+        each once: small models held to the call format tend to repeat a call until the
         budget runs out, and the repeats carry nothing the first did not."""
         if self.native is not None:
-            complete = text[: text.rfind(HERMES_CLOSE) + len(HERMES_CLOSE)]
-            calls = self._parse_tagged(complete) if HERMES_CLOSE in text else None
-            return _distinct(calls) if calls else None
-        decoder, text = json.JSONDecoder(), text.strip()
-        if not text.startswith("["):
-            return None
-        found: list[Any] = []
-        position = 1
-        while True:
-            while text[position : position + 1].isspace():
-                position += 1
-            try:
-                item, position = decoder.raw_decode(text, position)
-            except json.JSONDecodeError:
-                break
-            if item not in found:
-                found.append(item)
-            while text[position : position + 1].isspace():
-                position += 1
-            if text[position : position + 1] != ",":
-                break
-            position += 1
-        return self._calls(found) if found else None
+            cut = text.rfind(HERMES_CLOSE)
+            found = (_tagged_items(text[: cut + len(HERMES_CLOSE)]) or []) if cut >= 0 else []
+        else:
+            found = _complete_array_items(text)
+        distinct = [item for i, item in enumerate(found) if item not in found[:i]]
+        return self._calls(distinct) if distinct else None
 
     def _calls(self, calls: list[Any]) -> list[ToolCall] | None:
         names = {tool.function.name for tool in self.tools}
@@ -178,15 +153,36 @@ class ToolPlan:
         return parsed or None
 
 
-def _distinct(calls: list[ToolCall]) -> list[ToolCall]:
-    seen: set[tuple[str, str]] = set()
-    kept = []
-    for call in calls:
-        key = (call.function.name, call.function.arguments)
-        if key not in seen:
-            seen.add(key)
-            kept.append(call)
-    return kept
+def _tagged_items(text: str) -> list[Any] | None:
+    """The JSON in each `<tool_call>` tag, when the text is tags and white space only."""
+    if _HERMES_CALL.sub("", text).strip():
+        return None
+    try:
+        return [json.loads(body) for body in _HERMES_CALL.findall(text)]
+    except json.JSONDecodeError:
+        return None
+
+
+def _complete_array_items(text: str) -> list[Any]:
+    """The items of a JSON array that are complete before the text is cut."""
+    decoder, text = json.JSONDecoder(), text.strip()
+    if not text.startswith("["):
+        return []
+    found: list[Any] = []
+    position = 1
+    while True:
+        while text[position : position + 1].isspace():
+            position += 1
+        try:
+            item, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            return found
+        found.append(item)
+        while text[position : position + 1].isspace():
+            position += 1
+        if text[position : position + 1] != ",":
+            return found
+        position += 1
 
 
 def template_tool_call(call: dict[str, Any]) -> dict[str, Any]:

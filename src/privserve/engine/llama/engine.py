@@ -139,7 +139,7 @@ class LlamaEngine:
     def render_chat(
         self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
     ) -> str:
-        return self._model.chat_format.render(messages, tools)
+        return self._model.render_chat(messages, tools)
 
     @property
     def tool_format(self) -> ToolFormat | None:

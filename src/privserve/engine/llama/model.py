@@ -129,8 +129,10 @@ class LlamaModel:
     def _read_metadata(self) -> dict[str, str]:
         return _metadata(self.lib, self.handle)
 
-    def render_chat(self, messages: Sequence[PromptMessage]) -> str:
-        return self.chat_format.render(messages)
+    def render_chat(
+        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> str:
+        return self.chat_format.render(messages, tools)
 
     def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
         # Chat prompts carry their own special tokens, BOS included where the format has it;
