@@ -26,6 +26,7 @@ CITY_SCHEMA = {
     "additionalProperties": False,
 }
 MESSAGES = [{"role": "user", "content": "Describe a city you like as JSON."}]
+NEWLINE = "107"  # the bundled tokenizer's id for a newline
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -44,6 +45,25 @@ def test_a_json_schema_response_always_validates(client: openai.OpenAI, seed: in
     choice = reply.choices[0]
     assert choice.finish_reason == "stop", choice.message.content
     jsonschema.validate(json.loads(choice.message.content or ""), CITY_SCHEMA)
+
+
+def test_strings_stay_json_when_the_model_leans_to_newlines(client: openai.OpenAI) -> None:
+    """A raw newline is no JSON string character: pushed hard towards newlines, the model
+    must still write strings a strict JSON parser reads."""
+    reply = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": CITY_SCHEMA, "strict": True},
+        },
+        logit_bias={NEWLINE: 30},
+        temperature=0,
+        max_tokens=300,
+    )
+    content = reply.choices[0].message.content or ""
+    assert reply.choices[0].finish_reason == "stop", content
+    jsonschema.validate(json.loads(content), CITY_SCHEMA)
 
 
 def test_json_object_mode_gives_objects_also_when_streamed(client: openai.OpenAI) -> None:

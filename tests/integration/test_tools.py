@@ -211,7 +211,9 @@ def test_a_templates_own_format_streams_a_named_call_and_reads_history(
         messages=ASK,  # type: ignore[arg-type]
         tools=TOOLS,  # type: ignore[arg-type]
         tool_choice={"type": "function", "function": {"name": "get_time"}},
-        max_tokens=60,
+        max_tokens=100,  # room for the longest call the schema allows
+        temperature=1.0,
+        seed=7,
         stream=True,
     )
     deltas, finish = [], None

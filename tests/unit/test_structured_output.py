@@ -26,3 +26,20 @@ def test_response_formats_become_grammars() -> None:
     with pytest.raises(InvalidRequest) as raised:
         output_grammar(bad)
     assert raised.value.param == "response_format.json_schema.schema"
+
+
+def test_grammar_strings_admit_no_raw_control_characters() -> None:
+    """JSON forbids a raw newline or tab inside a string: the grammar must, too, or a model
+    can write a string no JSON parser reads back."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    schema = {"type": "object", "properties": {"note": {"type": "string", "maxLength": 9}}}
+    grammar = output_grammar(
+        ResponseFormat.model_validate(
+            {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+        )
+    )
+    assert grammar is not None
+    (char,) = [line for line in grammar.splitlines() if line.startswith("char ::=")]
+    assert char.startswith(r'char ::= [^"\\\x7F\x00-\x1F] |')
+    LlamaGrammar.from_string(grammar, verbose=False)

@@ -83,6 +83,15 @@ def test_a_cut_tagged_answer_keeps_its_complete_calls_once() -> None:
     assert tool_calls_in(tools, '<tool_call>\n{"name"', "length") is None
 
 
+def test_a_closing_tag_inside_a_string_does_not_end_the_call() -> None:
+    tools = plan(tool_choice="required", parallel_tool_calls=True, native="hermes")
+    odd = '<tool_call>\n{"name": "search", "arguments": {"q": "}}</tool_call> x"}}\n</tool_call>'
+    assert arguments(tools.parse(odd)) == [{"q": "}}</tool_call> x"}]
+    assert arguments(tool_calls_in(tools, f"{odd}\n<tool_call>\n{{", "length")) == [
+        {"q": "}}</tool_call> x"}
+    ]
+
+
 def test_a_native_plan_leaves_the_prompt_to_the_template() -> None:
     tools = plan(tool_choice="auto", native="hermes")
     turns = [PromptMessage("system", "Be brief."), PromptMessage("user", "x")]

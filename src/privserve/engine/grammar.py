@@ -7,6 +7,7 @@ accepts, through the JSON-schema-to-GBNF translation llama-cpp-python ships.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from privserve.errors import InvalidRequest
@@ -24,6 +25,18 @@ def json_schema_grammar(schema: dict[str, Any], *, param: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
+        grammar = str(json_schema_to_gbnf(json.dumps(schema)))
     except Exception as exc:  # the translator raises many kinds on what it cannot express
         raise InvalidRequest(f"this JSON schema cannot be enforced: {exc}", param=param) from None
+    return strict_string_chars(grammar)
+
+
+# The translator's string character admits raw control characters (a newline, a tab), which
+# JSON forbids inside strings: a model could write a string that no JSON parser reads back.
+_LOOSE_CHAR = re.compile(r'^char ::= \[\^"\\\\\] \|', re.MULTILINE)
+_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+def strict_string_chars(grammar: str) -> str:
+    """The grammar with JSON's own string characters: no raw control characters."""
+    return _LOOSE_CHAR.sub(lambda _: _STRICT_CHAR, grammar)

@@ -33,7 +33,6 @@ from privserve.errors import InvalidRequest
 
 MAX_PARALLEL_CALLS = 8
 HERMES_OPEN, HERMES_CLOSE = "<tool_call>", "</tool_call>"
-_HERMES_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -118,16 +117,15 @@ class ToolPlan:
         return self._calls(found if isinstance(found, list) else [found])
 
     def _parse_tagged(self, text: str) -> list[ToolCall] | None:
-        found = _tagged_items(text)
-        return self._calls(found) if found else None
+        found, whole = _tagged_items(text)
+        return self._calls(found) if found and whole else None
 
     def salvage(self, text: str) -> list[ToolCall] | None:
         """The complete calls at the start of a parallel answer cut short by max_tokens,
         each once: small models held to the call format tend to repeat a call until the
         budget runs out, and the repeats carry nothing the first did not."""
         if self.native is not None:
-            cut = text.rfind(HERMES_CLOSE)
-            found = (_tagged_items(text[: cut + len(HERMES_CLOSE)]) or []) if cut >= 0 else []
+            found, _ = _tagged_items(text)
         else:
             found = _complete_array_items(text)
         distinct = [item for i, item in enumerate(found) if item not in found[:i]]
@@ -153,14 +151,33 @@ class ToolPlan:
         return parsed or None
 
 
-def _tagged_items(text: str) -> list[Any] | None:
-    """The JSON in each `<tool_call>` tag, when the text is tags and white space only."""
-    if _HERMES_CALL.sub("", text).strip():
-        return None
-    try:
-        return [json.loads(body) for body in _HERMES_CALL.findall(text)]
-    except json.JSONDecodeError:
-        return None
+def _tagged_items(text: str) -> tuple[list[Any], bool]:
+    """The JSON in each `<tool_call>` tag, in order, up to the first thing that is not one;
+    and whether the whole text was tags and white space. The JSON is read as JSON, so a
+    closing tag inside one of its strings does not end the call."""
+    decoder, found, position = json.JSONDecoder(), list[Any](), 0
+    while True:
+        position = _skip_space(text, position)
+        if position == len(text):
+            return found, True
+        if not text.startswith(HERMES_OPEN, position):
+            return found, False
+        position = _skip_space(text, position + len(HERMES_OPEN))
+        try:
+            item, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            return found, False
+        position = _skip_space(text, position)
+        if not text.startswith(HERMES_CLOSE, position):
+            return found, False
+        found.append(item)
+        position += len(HERMES_CLOSE)
+
+
+def _skip_space(text: str, position: int) -> int:
+    while text[position : position + 1].isspace():
+        position += 1
+    return position
 
 
 def _complete_array_items(text: str) -> list[Any]:
@@ -171,15 +188,12 @@ def _complete_array_items(text: str) -> list[Any]:
     found: list[Any] = []
     position = 1
     while True:
-        while text[position : position + 1].isspace():
-            position += 1
         try:
-            item, position = decoder.raw_decode(text, position)
+            item, position = decoder.raw_decode(text, _skip_space(text, position))
         except json.JSONDecodeError:
             return found
         found.append(item)
-        while text[position : position + 1].isspace():
-            position += 1
+        position = _skip_space(text, position)
         if text[position : position + 1] != ",":
             return found
         position += 1
