@@ -67,8 +67,10 @@ def test_strings_stay_json_when_the_model_leans_to_newlines(client: openai.OpenA
 
 
 def test_json_object_mode_gives_objects_also_when_streamed(client: openai.OpenAI) -> None:
+    # Object strings are unbounded, so about a third of the answers run into max_tokens;
+    # eight seeds make at least two that end near certain, in any order of earlier tests.
     finished = 0
-    for seed in (1, 2, 3, 4):
+    for seed in range(1, 9):
         stream = client.chat.completions.create(
             model=MODEL_ID,
             messages=MESSAGES,  # type: ignore[arg-type]
