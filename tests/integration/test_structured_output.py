@@ -26,7 +26,14 @@ CITY_SCHEMA = {
     "additionalProperties": False,
 }
 MESSAGES = [{"role": "user", "content": "Describe a city you like as JSON."}]
-NEWLINE = "107"  # the bundled tokenizer's id for a newline
+# The bundled tokenizer's ids for a newline and for a double quote.
+NEWLINE, QUOTE = "107", "236775"
+CODE_SCHEMA = {
+    "type": "object",
+    "properties": {"code": {"type": "string", "pattern": "^.{3,8}$"}},
+    "required": ["code"],
+    "additionalProperties": False,
+}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -47,23 +54,31 @@ def test_a_json_schema_response_always_validates(client: openai.OpenAI, seed: in
     jsonschema.validate(json.loads(choice.message.content or ""), CITY_SCHEMA)
 
 
-def test_strings_stay_json_when_the_model_leans_to_newlines(client: openai.OpenAI) -> None:
-    """A raw newline is no JSON string character: pushed hard towards newlines, the model
-    must still write strings a strict JSON parser reads."""
+@pytest.mark.parametrize(
+    ("schema", "leaning"),
+    [(CITY_SCHEMA, NEWLINE), (CODE_SCHEMA, QUOTE)],
+    ids=["newline-in-a-string", "quote-in-a-pattern"],
+)
+def test_strings_stay_json_when_the_model_leans_to_bad_characters(
+    client: openai.OpenAI, schema: dict[str, object], leaning: str
+) -> None:
+    """A raw newline is no JSON string character, nor is a bare quote where a pattern's `.`
+    stands: pushed hard towards one, the model must still write strings that a strict JSON
+    parser reads."""
     reply = client.chat.completions.create(
         model=MODEL_ID,
         messages=MESSAGES,  # type: ignore[arg-type]
         response_format={
             "type": "json_schema",
-            "json_schema": {"name": "city", "schema": CITY_SCHEMA, "strict": True},
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
         },
-        logit_bias={NEWLINE: 30},
+        logit_bias={leaning: 30},
         temperature=0,
         max_tokens=300,
     )
     content = reply.choices[0].message.content or ""
     assert reply.choices[0].finish_reason == "stop", content
-    jsonschema.validate(json.loads(content), CITY_SCHEMA)
+    jsonschema.validate(json.loads(content), schema)
 
 
 def test_json_object_mode_gives_objects_also_when_streamed(client: openai.OpenAI) -> None:

@@ -29,17 +29,24 @@ def test_response_formats_become_grammars() -> None:
 
 
 def test_grammar_strings_admit_no_raw_control_characters() -> None:
-    """JSON forbids a raw newline or tab inside a string: the grammar must, too, or a model
-    can write a string no JSON parser reads back."""
+    """JSON forbids a raw newline, a tab or a bare quote inside a string: the grammar must,
+    too, or a model can write a string no JSON parser reads back."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    schema = {"type": "object", "properties": {"note": {"type": "string", "maxLength": 9}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "note": {"type": "string", "maxLength": 9},
+            "code": {"type": "string", "pattern": "^.{3}$"},
+        },
+    }
     grammar = output_grammar(
         ResponseFormat.model_validate(
             {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
         )
     )
     assert grammar is not None
-    (char,) = [line for line in grammar.splitlines() if line.startswith("char ::=")]
-    assert char.startswith(r'char ::= [^"\\\x7F\x00-\x1F] |')
+    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines() if " ::= " in line)
+    assert rules["char"].startswith(r'[^"\\\x7F\x00-\x1F] |')
+    assert rules["dot"] == r'[^"\\\x7F\x00-\x1F]'  # a pattern's `.`: no bare quote either
     LlamaGrammar.from_string(grammar, verbose=False)

@@ -31,12 +31,16 @@ def json_schema_grammar(schema: dict[str, Any], *, param: str) -> str:
     return strict_string_chars(grammar)
 
 
-# The translator's string character admits raw control characters (a newline, a tab), which
-# JSON forbids inside strings: a model could write a string that no JSON parser reads back.
+# The translator's string character admits raw control characters (a newline, a tab), and
+# its `.` in a string's pattern admits those and a bare quote, all of which JSON forbids
+# inside strings: a model could write a string no JSON parser reads back. Both become JSON's
+# own unescaped string character.
+_JSON_CHAR = r'[^"\\\x7F\x00-\x1F]'
 _LOOSE_CHAR = re.compile(r'^char ::= \[\^"\\\\\] \|', re.MULTILINE)
-_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+_LOOSE_DOT = re.compile(r"^dot ::= \[\^\\x0A\\x0D\]$", re.MULTILINE)
 
 
 def strict_string_chars(grammar: str) -> str:
-    """The grammar with JSON's own string characters: no raw control characters."""
-    return _LOOSE_CHAR.sub(lambda _: _STRICT_CHAR, grammar)
+    """The grammar with JSON's own string characters: no raw control characters or quotes."""
+    grammar = _LOOSE_CHAR.sub(lambda _: f"char ::= {_JSON_CHAR} |", grammar)
+    return _LOOSE_DOT.sub(lambda _: f"dot ::= {_JSON_CHAR}", grammar)
