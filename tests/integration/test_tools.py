@@ -258,3 +258,99 @@ def test_a_templates_own_format_streams_a_named_call_and_reads_history(
     )
     assert followed.usage is not None and alone.usage is not None
     assert followed.usage.prompt_tokens > alone.usage.prompt_tokens + 10
+
+
+LLAMA3_TEMPLATE = Path(__file__).parents[1] / "data" / "llama3_tools.jinja"
+
+
+@pytest.fixture(scope="module")
+def llama3_client(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> Iterator[openai.OpenAI]:
+    """The bundled model behind a Llama 3.x style template: bare `{"name", "parameters"}`
+    calls, one per turn, results in the ipython role."""
+    home = tmp_path_factory.mktemp("llama3")
+    running = start_server(
+        home,
+        args=["--chat-template", str(LLAMA3_TEMPLATE), "--embedding-model", ""],
+        env={"PRIVSERVE_API_KEY": api_key},
+    )
+    try:
+        with openai.OpenAI(base_url=running.base_url, api_key=api_key, max_retries=0) as c:
+            yield c
+    finally:
+        running.stop()
+
+
+def test_a_llama3_template_gets_one_valid_call_even_when_parallel_is_allowed(
+    llama3_client: openai.OpenAI,
+) -> None:
+    for seed in (1, 2):
+        reply = llama3_client.chat.completions.create(
+            model=MODEL_ID,
+            messages=ASK,  # type: ignore[arg-type]
+            tools=TOOLS,  # type: ignore[arg-type]
+            tool_choice="required",
+            parallel_tool_calls=True,
+            temperature=0.7,
+            seed=seed,
+            max_tokens=100,
+        )
+        choice = reply.choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        (call,) = choice.message.tool_calls or []
+        jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
+
+
+def test_a_llama3_call_streams_and_its_history_goes_back_through_the_template(
+    llama3_client: openai.OpenAI,
+) -> None:
+    stream = llama3_client.chat.completions.create(
+        model=MODEL_ID,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=100,
+        temperature=1.0,
+        seed=7,
+        stream=True,
+    )
+    deltas, finish = [], None
+    for chunk in stream:
+        assert not chunk.choices[0].delta.content
+        deltas += chunk.choices[0].delta.tool_calls or []
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    (call,) = deltas
+    assert call.function is not None and call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments or ""), WEATHER)
+    made = {"id": call.id, "type": "function", "function": call.function.model_dump()}
+    history = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [made]},
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees"},
+    ]
+    followed, alone = (
+        llama3_client.chat.completions.create(
+            model=MODEL_ID,
+            messages=messages,  # type: ignore[arg-type]
+            tools=TOOLS,  # type: ignore[arg-type]
+            max_tokens=8,
+            temperature=0,
+        )
+        for messages in (history, ASK)
+    )
+    assert followed.usage is not None and alone.usage is not None
+    assert followed.usage.prompt_tokens > alone.usage.prompt_tokens + 10
+    # Two calls in one turn are more than this template can write: its own error, as a 400.
+    with pytest.raises(openai.BadRequestError) as refused:
+        llama3_client.chat.completions.create(
+            model=MODEL_ID,
+            messages=[
+                *ASK,
+                {"role": "assistant", "content": None, "tool_calls": [made, made]},
+            ],  # type: ignore[list-item]
+            tools=TOOLS,  # type: ignore[arg-type]
+            max_tokens=8,
+        )
+    assert "one tool call per turn" in str(refused.value)

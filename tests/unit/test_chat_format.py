@@ -74,10 +74,12 @@ def test_folding_never_drops_a_system_message() -> None:
 
 
 HERMES = Path(__file__).parents[1] / "data" / "hermes_tools.jinja"
+LLAMA3 = Path(__file__).parents[1] / "data" / "llama3_tools.jinja"
 
 
-def test_a_template_with_tagged_calls_has_the_hermes_tool_format() -> None:
+def test_a_templates_tool_format_is_read_from_how_it_writes_calls() -> None:
     assert fmt({}, override=str(HERMES)).tool_format == "hermes"
+    assert fmt({}, override=str(LLAMA3)).tool_format == "llama3-json"
     assert fmt({"general.architecture": "gemma"}, override=None).tool_format is None
 
 
@@ -97,3 +99,20 @@ def test_tools_and_calls_reach_a_template_with_a_tool_format() -> None:
     assert '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>' in prompt
     assert "<tool_response>\ndone\n</tool_response>" in prompt
     assert "<tools>" not in chat.render([PromptMessage("user", "Go")])
+
+
+def test_a_llama3_template_writes_one_bare_call_and_its_result() -> None:
+    chat = fmt({}, override=str(LLAMA3))
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    prompt = chat.render(
+        [
+            PromptMessage("user", "Go"),
+            PromptMessage("assistant", "", (call,)),
+            PromptMessage("tool", "done", tool_call_id="c1"),
+        ],
+        [tool],
+    )
+    assert '{"name": "f", "parameters": {"a": 1}}<|eom_id|>' in prompt
+    assert "<|start_header_id|>ipython<|end_header_id|>\n\ndone<|eot_id|>" in prompt
+    assert '"name": "f"' not in chat.render([PromptMessage("user", "Go")])

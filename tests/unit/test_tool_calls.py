@@ -92,6 +92,29 @@ def test_a_closing_tag_inside_a_string_does_not_end_the_call() -> None:
     ]
 
 
+def test_llama3_calls_carry_parameters_one_per_turn() -> None:
+    tools = plan(tool_choice="required", parallel_tool_calls=True, native="llama3-json")
+    assert not tools.parallel  # its template writes back one call per turn
+    one = '{"name": "search", "parameters": {"q": "gate"}}'
+    assert arguments(tools.parse(one)) == [{"q": "gate"}]
+    assert arguments(tools.parse("<|python_tag|>" + one)) == [{"q": "gate"}]
+    assert tools.parse('{"name": "search", "arguments": {"q": "gate"}}') is None
+    assert tools.parse(f"[{one}]") is None
+    grammar = tools.grammar()
+    assert grammar is not None and '"\\"parameters\\""' in grammar
+
+
+def test_streamed_text_is_held_while_it_may_be_a_llama3_call() -> None:
+    buffer = ToolCallBuffer(plan(tool_choice="auto", native="llama3-json"))
+    assert buffer.feed("<|python") == ""
+    assert buffer.feed('_tag|>{"name": "search", "parameters": {"q": "x"}}') == ""
+    calls, rest = buffer.finish("stop")
+    assert arguments(calls) == [{"q": "x"}] and rest == ""
+    text = ToolCallBuffer(plan(tool_choice="auto", native="llama3-json"))
+    assert text.feed("<|") == "" and text.feed("im|>") == "<|im|>"
+    assert ToolCallBuffer(plan(tool_choice="auto", native="llama3-json")).feed("[1]") == "[1]"
+
+
 def test_a_native_plan_leaves_the_prompt_to_the_template() -> None:
     tools = plan(tool_choice="auto", native="hermes")
     turns = [PromptMessage("system", "Be brief."), PromptMessage("user", "x")]

@@ -35,8 +35,9 @@ class PromptMessage:
 
 # The tool-call format a chat template describes itself, when it has one:
 # "hermes" is `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Qwen2.5 and later,
-# Hermes 2 Pro and the templates made after them).
-ToolFormat = Literal["hermes"]
+# Hermes 2 Pro and the templates made after them); "llama3-json" is one bare
+# `{"name": ..., "parameters": {...}}` per turn, as Llama 3.1 and later templates ask for.
+ToolFormat = Literal["hermes", "llama3-json"]
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Function calling: the chat template's own tool format where it has one, else privserve's.
 
 A template with its own format (Hermes style, `<tool_call>{...}</tool_call>`, as Qwen2.5 and
-later write) gets the tools as transformers passes them and describes them itself; its
-calls are read back from those tags. Other models get the tools described in a system
-message, with one reply format: a JSON object `{"name": ..., "arguments": {...}}` (a JSON
-array of them when parallel calls are allowed). Either way, with `tool_choice` "required"
-or a named function a grammar holds the output to exactly that format and to each
-function's parameter schema, so the call always parses into valid arguments. With "auto"
-the model may answer in text instead; an answer that is a well-formed call to an offered
-function becomes `tool_calls`.
+later write; or Llama 3.x's bare `{"name": ..., "parameters": {...}}`, one call per turn)
+gets the tools as transformers passes them and describes them itself; its calls are read
+back in that format. Other models get the tools described in a system message, with one
+reply format: a JSON object `{"name": ..., "arguments": {...}}` (a JSON array of them when
+parallel calls are allowed). Either way, with `tool_choice` "required" or a named function
+a grammar holds the output to exactly that format and to each function's parameter schema,
+so the call always parses into valid arguments. With "auto" the model may answer in text
+instead; an answer that is a well-formed call to an offered function becomes `tool_calls`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from privserve.errors import InvalidRequest
 
 MAX_PARALLEL_CALLS = 8
 HERMES_OPEN, HERMES_CLOSE = "<tool_call>", "</tool_call>"
+# Llama 3.x may open a call with this token; its text, where it shows, is not the call.
+LLAMA3_PYTHON_TAG = "<|python_tag|>"
 
 
 @dataclass(frozen=True)
@@ -48,16 +50,22 @@ class ToolPlan:
             return None
         return [tool.model_dump(mode="json", exclude_none=True) for tool in self.tools]
 
+    @property
+    def arguments_key(self) -> str:
+        """Where a call keeps its arguments: "parameters" in Llama 3.x's format."""
+        return "parameters" if self.native == "llama3-json" else "arguments"
+
     def one_call_schema(self) -> dict[str, Any]:
+        key = self.arguments_key
         return {
             "oneOf": [
                 {
                     "type": "object",
                     "properties": {
                         "name": {"const": tool.function.name},
-                        "arguments": tool.function.parameters,
+                        key: tool.function.parameters,
                     },
-                    "required": ["name", "arguments"],
+                    "required": ["name", key],
                     "additionalProperties": False,
                 }
                 for tool in self.tools
@@ -74,7 +82,7 @@ class ToolPlan:
     def grammar(self) -> str | None:
         if not self.forced:
             return None
-        if self.native is None:
+        if self.native != "hermes":
             return json_schema_grammar(self.call_schema(), param="tools")
         # The call's JSON, wrapped in the template's tags; several tagged calls in a row
         # when parallel calls are allowed.
@@ -108,12 +116,16 @@ class ToolPlan:
 
     def parse(self, text: str) -> list[ToolCall] | None:
         """The calls in `text`, or None when it is not exactly a call to offered functions."""
-        if self.native is not None:
+        if self.native == "hermes":
             return self._parse_tagged(text)
+        if self.native == "llama3-json":
+            text = text.removeprefix(LLAMA3_PYTHON_TAG)
         try:
             found = json.loads(text)
         except json.JSONDecodeError:
             return None
+        if isinstance(found, list) and self.native == "llama3-json":
+            return None  # one call per turn is all its template can write back
         return self._calls(found if isinstance(found, list) else [found])
 
     def _parse_tagged(self, text: str) -> list[ToolCall] | None:
@@ -124,7 +136,7 @@ class ToolPlan:
         """The complete calls at the start of a parallel answer cut short by max_tokens,
         each once: small models held to the call format tend to repeat a call until the
         budget runs out, and the repeats carry nothing the first did not."""
-        if self.native is not None:
+        if self.native == "hermes":
             found, _ = _tagged_items(text)
         else:
             found = _complete_array_items(text)
@@ -138,10 +150,10 @@ class ToolPlan:
             if not (
                 isinstance(call, dict)
                 and call.get("name") in names
-                and isinstance(call.get("arguments"), dict)
+                and isinstance(call.get(self.arguments_key), dict)
             ):
                 return None
-            arguments = json.dumps(call["arguments"], ensure_ascii=False)
+            arguments = json.dumps(call[self.arguments_key], ensure_ascii=False)
             parsed.append(
                 ToolCall(
                     id="call_" + secrets.token_hex(12),
@@ -231,8 +243,9 @@ def plan_tools(request: ChatCompletionRequest, native: ToolFormat | None = None)
             )
     forced = choice == "required" or isinstance(choice, NamedToolChoice)
     # Several calls in one answer only when asked for in so many words: small local models
-    # given the choice keep repeating the same call until max_tokens.
-    parallel = forced and request.parallel_tool_calls is True
+    # given the choice keep repeating the same call until max_tokens. Llama 3.x's templates
+    # write back one call per turn, so its format makes one.
+    parallel = forced and request.parallel_tool_calls is True and native != "llama3-json"
     return ToolPlan(tools=tools, forced=forced, parallel=parallel, native=native)
 
 
@@ -278,8 +291,10 @@ class ToolCallBuffer:
         return held
 
     def _may_be_call(self, start: str) -> bool:
-        if self._tools.native is not None:
-            return start.startswith(HERMES_OPEN) or HERMES_OPEN.startswith(start)
+        if self._tools.native == "hermes":
+            return _may_open(start, HERMES_OPEN)
+        if self._tools.native == "llama3-json":
+            return start[0] == "{" or _may_open(start, LLAMA3_PYTHON_TAG)
         return start[0] in "{["
 
     def finish(self, finish_reason: str) -> tuple[list[ToolCall] | None, str]:
@@ -287,3 +302,8 @@ class ToolCallBuffer:
         held, self._held = self._held, ""
         calls = tool_calls_in(self._tools, held, finish_reason)
         return (calls, "") if calls else (None, held)
+
+
+def _may_open(start: str, tag: str) -> bool:
+    """Whether text that starts so is, or may still become, text that opens with `tag`."""
+    return start.startswith(tag) or tag.startswith(start)

@@ -84,8 +84,13 @@ class ChatFormat:
 
 def tool_format_of(template: str) -> ToolFormat | None:
     """The tool-call format a template writes calls in, when it reads `tools` at all."""
-    if "tools" in template and "<tool_call>" in template:
+    if "tools" not in template:
+        return None
+    if "<tool_call>" in template:
         return "hermes"
+    # Llama 3.x: calls written as `"parameters": ...`, their results in the ipython role.
+    if '"parameters": ' in template and "ipython" in template:
+        return "llama3-json"
     return None
 
 
