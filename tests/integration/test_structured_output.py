@@ -36,22 +36,28 @@ CODE_SCHEMA = {
 }
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_json_schema_response_always_validates(client: openai.OpenAI, seed: int) -> None:
+def assert_schema_answer(
+    client: openai.OpenAI, schema: dict[str, object], **sampling: object
+) -> None:
+    """A `json_schema` answer ends and validates, whatever the sampling."""
     reply = client.chat.completions.create(
         model=MODEL_ID,
         messages=MESSAGES,  # type: ignore[arg-type]
         response_format={
             "type": "json_schema",
-            "json_schema": {"name": "city", "schema": CITY_SCHEMA, "strict": True},
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
         },
-        temperature=0.9,
-        seed=seed,
         max_tokens=300,
+        **sampling,  # type: ignore[arg-type]
     )
-    choice = reply.choices[0]
-    assert choice.finish_reason == "stop", choice.message.content
-    jsonschema.validate(json.loads(choice.message.content or ""), CITY_SCHEMA)
+    content = reply.choices[0].message.content or ""
+    assert reply.choices[0].finish_reason == "stop", content
+    jsonschema.validate(json.loads(content), schema)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_json_schema_response_always_validates(client: openai.OpenAI, seed: int) -> None:
+    assert_schema_answer(client, CITY_SCHEMA, temperature=0.9, seed=seed)
 
 
 @pytest.mark.parametrize(
@@ -65,20 +71,7 @@ def test_strings_stay_json_when_the_model_leans_to_bad_characters(
     """A raw newline is no JSON string character, nor is a bare quote where a pattern's `.`
     stands: pushed hard towards one, the model must still write strings that a strict JSON
     parser reads."""
-    reply = client.chat.completions.create(
-        model=MODEL_ID,
-        messages=MESSAGES,  # type: ignore[arg-type]
-        response_format={
-            "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": schema, "strict": True},
-        },
-        logit_bias={leaning: 30},
-        temperature=0,
-        max_tokens=300,
-    )
-    content = reply.choices[0].message.content or ""
-    assert reply.choices[0].finish_reason == "stop", content
-    jsonschema.validate(json.loads(content), schema)
+    assert_schema_answer(client, schema, logit_bias={leaning: 30}, temperature=0)
 
 
 def test_json_object_mode_gives_objects_also_when_streamed(client: openai.OpenAI) -> None:

@@ -11,6 +11,7 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from tests.integration.conftest import MODEL_ID
 from tests.integration.server import start_server
@@ -158,7 +159,77 @@ def test_parallel_required_calls_are_valid_and_distinct(client: openai.OpenAI) -
     assert len(seen) == len(choice.message.tool_calls)
 
 
-HERMES_TEMPLATE = Path(__file__).parents[1] / "data" / "hermes_tools.jinja"
+TEMPLATES = Path(__file__).parents[1] / "data"
+
+
+def serve_with_template(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str, template: str
+) -> Iterator[openai.OpenAI]:
+    """A client of the bundled model served behind one of the tests' chat templates."""
+    home = tmp_path_factory.mktemp(template.split(".")[0])
+    running = start_server(
+        home,
+        args=["--chat-template", str(TEMPLATES / template), "--embedding-model", ""],
+        env={"PRIVSERVE_API_KEY": api_key},
+    )
+    try:
+        with openai.OpenAI(base_url=running.base_url, api_key=api_key, max_retries=0) as c:
+            yield c
+    finally:
+        running.stop()
+
+
+def streamed_named_call(client: openai.OpenAI, name: str) -> ChoiceDeltaToolCall:
+    """A named call, streamed: one `tool_calls` delta and never any text."""
+    stream = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": name}},
+        max_tokens=100,  # room for the longest call the schemas allow
+        temperature=1.0,
+        seed=7,
+        stream=True,
+    )
+    deltas, finish = [], None
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        assert not delta.content  # the call is never shown as text
+        deltas += delta.tool_calls or []
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    (call,) = deltas
+    assert call.function is not None and call.function.name == name
+    jsonschema.validate(json.loads(call.function.arguments or ""), SCHEMAS[name])
+    return call
+
+
+def call_and_result(call: ChoiceDeltaToolCall, result: str) -> list[dict[str, object]]:
+    """The conversation after `call` was made and answered, as a client sends it back."""
+    assert call.function is not None
+    made = {"id": call.id, "type": "function", "function": call.function.model_dump()}
+    return [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [made]},
+        {"role": "tool", "tool_call_id": call.id, "content": result},
+    ]
+
+
+def assert_history_reaches_the_prompt(
+    client: openai.OpenAI, history: list[dict[str, object]]
+) -> None:
+    followed, alone = (
+        client.chat.completions.create(
+            model=MODEL_ID,
+            messages=messages,  # type: ignore[arg-type]
+            tools=TOOLS,  # type: ignore[arg-type]
+            max_tokens=8,
+            temperature=0,
+        )
+        for messages in (history, ASK)
+    )
+    assert followed.usage is not None and alone.usage is not None
+    assert followed.usage.prompt_tokens > alone.usage.prompt_tokens + 10
 
 
 @pytest.fixture(scope="module")
@@ -167,17 +238,7 @@ def hermes_client(
 ) -> Iterator[openai.OpenAI]:
     """The bundled model behind a chat template with its own tool format (Hermes style,
     `<tool_call>` tags, as Qwen2.5's): tools go through the template, not privserve's text."""
-    home = tmp_path_factory.mktemp("hermes")
-    running = start_server(
-        home,
-        args=["--chat-template", str(HERMES_TEMPLATE), "--embedding-model", ""],
-        env={"PRIVSERVE_API_KEY": api_key},
-    )
-    try:
-        with openai.OpenAI(base_url=running.base_url, api_key=api_key, max_retries=0) as c:
-            yield c
-    finally:
-        running.stop()
+    yield from serve_with_template(tmp_path_factory, api_key, "hermes_tools.jinja")
 
 
 @pytest.mark.parametrize("parallel", [False, True])
@@ -206,61 +267,9 @@ def test_a_templates_own_tool_format_gives_valid_calls(
 def test_a_templates_own_format_streams_a_named_call_and_reads_history(
     hermes_client: openai.OpenAI,
 ) -> None:
-    stream = hermes_client.chat.completions.create(
-        model=MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice={"type": "function", "function": {"name": "get_time"}},
-        max_tokens=100,  # room for the longest call the schema allows
-        temperature=1.0,
-        seed=7,
-        stream=True,
-    )
-    deltas, finish = [], None
-    for chunk in stream:
-        delta = chunk.choices[0].delta
-        assert not delta.content  # the tagged call is never shown as text
-        deltas += delta.tool_calls or []
-        finish = chunk.choices[0].finish_reason or finish
-    assert finish == "tool_calls"
-    (call,) = deltas
-    assert call.function is not None and call.function.name == "get_time"
-    arguments = json.loads(call.function.arguments or "")
-    jsonschema.validate(arguments, TIME)
+    call = streamed_named_call(hermes_client, "get_time")
     # The call and its result go back through the template's own tags.
-    followed = hermes_client.chat.completions.create(
-        model=MODEL_ID,
-        messages=[  # type: ignore[list-item]
-            *ASK,
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": call.id,
-                        "type": "function",
-                        "function": {"name": "get_time", "arguments": call.function.arguments},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": call.id, "content": "12:00"},
-        ],
-        tools=TOOLS,  # type: ignore[arg-type]
-        max_tokens=8,
-        temperature=0,
-    )
-    alone = hermes_client.chat.completions.create(
-        model=MODEL_ID,
-        messages=ASK,
-        tools=TOOLS,
-        max_tokens=8,
-        temperature=0,  # type: ignore[arg-type]
-    )
-    assert followed.usage is not None and alone.usage is not None
-    assert followed.usage.prompt_tokens > alone.usage.prompt_tokens + 10
-
-
-LLAMA3_TEMPLATE = Path(__file__).parents[1] / "data" / "llama3_tools.jinja"
+    assert_history_reaches_the_prompt(hermes_client, call_and_result(call, "12:00"))
 
 
 @pytest.fixture(scope="module")
@@ -269,17 +278,7 @@ def llama3_client(
 ) -> Iterator[openai.OpenAI]:
     """The bundled model behind a Llama 3.x style template: bare `{"name", "parameters"}`
     calls, one per turn, results in the ipython role."""
-    home = tmp_path_factory.mktemp("llama3")
-    running = start_server(
-        home,
-        args=["--chat-template", str(LLAMA3_TEMPLATE), "--embedding-model", ""],
-        env={"PRIVSERVE_API_KEY": api_key},
-    )
-    try:
-        with openai.OpenAI(base_url=running.base_url, api_key=api_key, max_retries=0) as c:
-            yield c
-    finally:
-        running.stop()
+    yield from serve_with_template(tmp_path_factory, api_key, "llama3_tools.jinja")
 
 
 def test_a_llama3_template_gets_one_valid_call_even_when_parallel_is_allowed(
@@ -305,50 +304,18 @@ def test_a_llama3_template_gets_one_valid_call_even_when_parallel_is_allowed(
 def test_a_llama3_call_streams_and_its_history_goes_back_through_the_template(
     llama3_client: openai.OpenAI,
 ) -> None:
-    stream = llama3_client.chat.completions.create(
-        model=MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=100,
-        temperature=1.0,
-        seed=7,
-        stream=True,
-    )
-    deltas, finish = [], None
-    for chunk in stream:
-        assert not chunk.choices[0].delta.content
-        deltas += chunk.choices[0].delta.tool_calls or []
-        finish = chunk.choices[0].finish_reason or finish
-    assert finish == "tool_calls"
-    (call,) = deltas
-    assert call.function is not None and call.function.name == "get_weather"
-    jsonschema.validate(json.loads(call.function.arguments or ""), WEATHER)
-    made = {"id": call.id, "type": "function", "function": call.function.model_dump()}
-    history = [
-        *ASK,
-        {"role": "assistant", "content": None, "tool_calls": [made]},
-        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees"},
-    ]
-    followed, alone = (
-        llama3_client.chat.completions.create(
-            model=MODEL_ID,
-            messages=messages,  # type: ignore[arg-type]
-            tools=TOOLS,  # type: ignore[arg-type]
-            max_tokens=8,
-            temperature=0,
-        )
-        for messages in (history, ASK)
-    )
-    assert followed.usage is not None and alone.usage is not None
-    assert followed.usage.prompt_tokens > alone.usage.prompt_tokens + 10
+    call = streamed_named_call(llama3_client, "get_weather")
+    history = call_and_result(call, "Sunny, 21 degrees")
+    assert_history_reaches_the_prompt(llama3_client, history)
     # Two calls in one turn are more than this template can write: its own error, as a 400.
+    made = history[1]["tool_calls"]
+    assert isinstance(made, list)
     with pytest.raises(openai.BadRequestError) as refused:
         llama3_client.chat.completions.create(
             model=MODEL_ID,
             messages=[
                 *ASK,
-                {"role": "assistant", "content": None, "tool_calls": [made, made]},
+                {"role": "assistant", "content": None, "tool_calls": made * 2},
             ],  # type: ignore[list-item]
             tools=TOOLS,  # type: ignore[arg-type]
             max_tokens=8,

@@ -83,36 +83,33 @@ def test_a_templates_tool_format_is_read_from_how_it_writes_calls() -> None:
     assert fmt({"general.architecture": "gemma"}, override=None).tool_format is None
 
 
-def test_tools_and_calls_reach_a_template_with_a_tool_format() -> None:
-    chat = fmt({}, override=str(HERMES))
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+def render_call_and_result(template: Path) -> str:
+    """A call to `f` and its result "done", rendered with `f` offered."""
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    prompt = chat.render(
+    return fmt({}, override=str(template)).render(
         [
             PromptMessage("user", "Go"),
             PromptMessage("assistant", "", (call,)),
             PromptMessage("tool", "done", tool_call_id="c1"),
         ],
-        [tool],
+        [TOOL],
     )
+
+
+def test_tools_and_calls_reach_a_template_with_a_tool_format() -> None:
+    prompt = render_call_and_result(HERMES)
     assert '<tools>\n{"name": "f", "parameters": {"type": "object"}}\n</tools>' in prompt
     assert '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>' in prompt
     assert "<tool_response>\ndone\n</tool_response>" in prompt
-    assert "<tools>" not in chat.render([PromptMessage("user", "Go")])
+    assert "<tools>" not in fmt({}, override=str(HERMES)).render([PromptMessage("user", "Go")])
 
 
 def test_a_llama3_template_writes_one_bare_call_and_its_result() -> None:
-    chat = fmt({}, override=str(LLAMA3))
-    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    prompt = chat.render(
-        [
-            PromptMessage("user", "Go"),
-            PromptMessage("assistant", "", (call,)),
-            PromptMessage("tool", "done", tool_call_id="c1"),
-        ],
-        [tool],
-    )
+    prompt = render_call_and_result(LLAMA3)
     assert '{"name": "f", "parameters": {"a": 1}}<|eom_id|>' in prompt
     assert "<|start_header_id|>ipython<|end_header_id|>\n\ndone<|eot_id|>" in prompt
-    assert '"name": "f"' not in chat.render([PromptMessage("user", "Go")])
+    alone = fmt({}, override=str(LLAMA3)).render([PromptMessage("user", "Go")])
+    assert '"name": "f"' not in alone

@@ -104,17 +104,6 @@ def test_llama3_calls_carry_parameters_one_per_turn() -> None:
     assert grammar is not None and '"\\"parameters\\""' in grammar
 
 
-def test_streamed_text_is_held_while_it_may_be_a_llama3_call() -> None:
-    buffer = ToolCallBuffer(plan(tool_choice="auto", native="llama3-json"))
-    assert buffer.feed("<|python") == ""
-    assert buffer.feed('_tag|>{"name": "search", "parameters": {"q": "x"}}') == ""
-    calls, rest = buffer.finish("stop")
-    assert arguments(calls) == [{"q": "x"}] and rest == ""
-    text = ToolCallBuffer(plan(tool_choice="auto", native="llama3-json"))
-    assert text.feed("<|") == "" and text.feed("im|>") == "<|im|>"
-    assert ToolCallBuffer(plan(tool_choice="auto", native="llama3-json")).feed("[1]") == "[1]"
-
-
 def test_a_native_plan_leaves_the_prompt_to_the_template() -> None:
     tools = plan(tool_choice="auto", native="hermes")
     turns = [PromptMessage("system", "Be brief."), PromptMessage("user", "x")]
@@ -133,11 +122,30 @@ def test_native_grammars_compile(parallel: bool) -> None:
     LlamaGrammar.from_string(grammar, verbose=False)
 
 
-def test_streamed_text_is_held_while_it_may_open_a_tag() -> None:
-    buffer = ToolCallBuffer(plan(tool_choice="auto", native="hermes"))
-    assert buffer.feed("<tool") == ""
-    assert buffer.feed('_call>\n{"name": "search", "arguments": {"q": "x"}}\n</tool_call>') == ""
+@pytest.mark.parametrize(
+    ("native", "call", "text"),
+    [
+        (
+            "hermes",
+            ["<tool", '_call>\n{"name": "search", "arguments": {"q": "x"}}\n</tool_call>'],
+            ["<t", "able>"],
+        ),
+        (
+            "llama3-json",
+            ["<|python", '_tag|>{"name": "search", "parameters": {"q": "x"}}'],
+            ["<|", "im|>"],
+        ),
+    ],
+)
+def test_streamed_text_is_held_while_it_may_open_a_call(
+    native: ToolFormat, call: list[str], text: list[str]
+) -> None:
+    """A call's opening is held back while it may still be one; other text is released as
+    soon as it cannot be."""
+    buffer = ToolCallBuffer(plan(tool_choice="auto", native=native))
+    assert [buffer.feed(piece) for piece in call] == ["", ""]
     calls, rest = buffer.finish("stop")
     assert arguments(calls) == [{"q": "x"}] and rest == ""
-    text = ToolCallBuffer(plan(tool_choice="auto", native="hermes"))
-    assert text.feed("<t") == "" and text.feed("able>") == "<table>"
+    other = ToolCallBuffer(plan(tool_choice="auto", native=native))
+    assert other.feed(text[0]) == "" and other.feed(text[1]) == "".join(text)
+    assert ToolCallBuffer(plan(tool_choice="auto", native=native)).feed("[1]") == "[1]"
