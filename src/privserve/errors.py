@@ -10,6 +10,7 @@
     │   └── InvalidApiKey           401 code=invalid_api_key
     ├── Overloaded                  429 code=server_busy (sent with Retry-After)
     ├── RequestTimedOut             504 code=timeout
+    ├── ShuttingDown                503 code=shutting_down (draining after SIGTERM)
     └── EngineError                 500 code=engine_error
 
 Nothing here imports FastAPI: engines and services raise these, `api.errors` maps them.
@@ -87,6 +88,13 @@ class RequestTimedOut(PrivserveError):
 
     status = 504
     code = "timeout"
+
+
+class ShuttingDown(PrivserveError):
+    """The server is draining: running requests finish, new ones go elsewhere."""
+
+    status = 503
+    code = "shutting_down"
 
 
 class EngineError(PrivserveError):

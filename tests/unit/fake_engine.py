@@ -8,11 +8,13 @@ from typing import Any
 from privserve.engine.base import (
     EngineStats,
     GenerationRequest,
+    OutputConstraint,
     PromptMessage,
     TokenEvent,
     TokenLogprob,
     TopLogprob,
 )
+from privserve.engine.schema_limits import check_schema
 from privserve.errors import Overloaded
 
 
@@ -59,6 +61,8 @@ class FakeEngine:
         self.context = context
         self.capacity: int | None = None
         self.streams: list[FakeStream] = []
+        self.checked: list[OutputConstraint] = []
+        self.has_chat_format = True
 
     @property
     def model_id(self) -> str:
@@ -83,6 +87,15 @@ class FakeEngine:
 
     def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
         return [len(w) for w in text.split()]
+
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """Checks what the llama engine checks before building a grammar: the bounds."""
+        self.checked.append(constraint)
+        if constraint.schema_json is not None:
+            check_schema(constraint.schema, param=constraint.param)
+
+    def health(self) -> str | None:
+        return None
 
     def generate(self, request: GenerationRequest) -> FakeStream:
         if self.capacity is not None and len(self.streams) >= self.capacity:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from privserve.auth.keys import hash_key, make_key, open_key_store, parse_bearer
+from sqlalchemy import text
+
+from privserve.auth.keys import (
+    ENV_KEY_ID,
+    ENV_KEY_NAME,
+    hash_key,
+    make_key,
+    open_key_store,
+    parse_bearer,
+)
 from privserve.config import Settings
+from privserve.storage.db import create_engine, migrate
 
 
 def test_keys_are_random_and_long() -> None:
@@ -26,30 +36,51 @@ def test_parse_bearer() -> None:
     assert parse_bearer(None) is None
 
 
-async def test_store_verifies_revokes_and_adds_the_env_key(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, api_key="from-env")  # type: ignore[arg-type]
-    store, db = await open_key_store(settings)
-    try:
-        assert await store.verify("from-env") is not None
+async def test_store_verifies_and_revokes_keys(tmp_path: Path) -> None:
+    async with open_key_store(Settings(home=tmp_path)) as store:
         issued = await store.create("alice")
         assert (await store.verify(issued.plaintext)) is not None
         assert await store.verify(issued.plaintext + "x") is None
-        assert await store.count_active() == 2
+        assert await store.count_active() == 1
         assert [r.id for r in await store.revoke("alice")] == [issued.row.id]
         assert await store.verify(issued.plaintext) is None
-        assert await store.ensure("from-env", "again") is False
+
+
+async def test_the_environment_key_is_valid_exactly_while_the_environment_carries_it(
+    tmp_path: Path,
+) -> None:
+    with_env = Settings(home=tmp_path, api_key="from-env")  # type: ignore[arg-type]
+    async with open_key_store(with_env) as store:
+        found = await store.verify("from-env")
+        assert found is not None and found.id == ENV_KEY_ID
+        assert await store.count_active() == 0  # never stored
+    async with open_key_store(Settings(home=tmp_path)) as store:
+        assert await store.verify("from-env") is None
+
+
+async def test_keys_an_older_start_stored_from_the_environment_are_revoked(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(home=tmp_path)
+    async with open_key_store(settings) as store:
+        await store.create(ENV_KEY_NAME)  # as start-up stored PRIVSERVE_API_KEY's key before
+    db = create_engine(settings.database_url)
+    try:
+        async with db.begin() as connection:  # back to the revision before the fix
+            await connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        await migrate(db)
     finally:
-        store.close()
         await db.dispose()
+    async with open_key_store(settings) as store:
+        assert await store.count_active() == 0
 
 
 async def test_a_remembered_key_is_forgotten_when_another_process_revokes_it(
     tmp_path: Path,
 ) -> None:
     settings = Settings(home=tmp_path)
-    server_store, server_db = await open_key_store(settings)
-    cli_store, cli_db = await open_key_store(settings)  # another process's connection pool
-    try:
+    async with open_key_store(settings) as server_store, open_key_store(settings) as cli_store:
+        # The second store is another process's connection pool.
         issued = await server_store.create("bob")
         assert await server_store.verify(issued.plaintext) is not None
         assert await server_store.verify(issued.plaintext) is not None  # now remembered
@@ -57,7 +88,3 @@ async def test_a_remembered_key_is_forgotten_when_another_process_revokes_it(
         assert await server_store.verify(issued.plaintext) is None
         again = await cli_store.create("carol")
         assert await server_store.verify(again.plaintext) is not None
-    finally:
-        for store, db in ((server_store, server_db), (cli_store, cli_db)):
-            store.close()
-            await db.dispose()

@@ -1,12 +1,19 @@
-"""`response_format` to the grammar the engine enforces."""
+"""`response_format` to the constraint, and the constraint to the grammar the llama engine
+enforces."""
 
 from __future__ import annotations
 
 import pytest
 
 from privserve.api.schemas.chat import ResponseFormat
+from privserve.engine.llama.grammar import constraint_grammar
 from privserve.errors import InvalidRequest
-from privserve.services.chat import output_grammar
+from privserve.services.chat import output_constraint
+
+
+def output_grammar(response_format: ResponseFormat | None) -> str | None:
+    constraint = output_constraint(response_format)
+    return None if constraint is None else constraint_grammar(constraint)
 
 
 def test_response_formats_become_grammars() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from privserve.api.schemas.chat import ChatCompletionRequest
 from privserve.engine.base import PromptMessage, ToolFormat
+from privserve.engine.llama.grammar import constraint_grammar
 from privserve.services.tools import ToolCallBuffer, ToolPlan, plan_tools, tool_calls_in
 
 TOOL = {
@@ -100,8 +101,9 @@ def test_llama3_calls_carry_parameters_one_per_turn() -> None:
     assert arguments(tools.parse("<|python_tag|>" + one)) == [{"q": "gate"}]
     assert tools.parse('{"name": "search", "arguments": {"q": "gate"}}') is None
     assert tools.parse(f"[{one}]") is None
-    grammar = tools.grammar()
-    assert grammar is not None and '"\\"parameters\\""' in grammar
+    constraint = tools.constraint()
+    assert constraint is not None
+    assert '"\\"parameters\\""' in constraint_grammar(constraint)
 
 
 def test_a_native_plan_leaves_the_prompt_to_the_template() -> None:
@@ -117,8 +119,10 @@ def test_native_grammars_compile(parallel: bool) -> None:
     from llama_cpp.llama_grammar import LlamaGrammar
 
     tools = plan(tool_choice="required", parallel_tool_calls=parallel, native="hermes")
-    grammar = tools.grammar()
-    assert grammar is not None and grammar.startswith('root ::= "<tool_call>\\n"')
+    constraint = tools.constraint()
+    assert constraint is not None
+    grammar = constraint_grammar(constraint)
+    assert grammar.startswith('root ::= "<tool_call>\\n"')
     LlamaGrammar.from_string(grammar, verbose=False)
 
 

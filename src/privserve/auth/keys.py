@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from privserve.config import Settings
 from privserve.storage.changes import ChangeCounter, change_counter
@@ -19,6 +18,7 @@ from privserve.storage.tables import ApiKeyRow
 KEY_PREFIX = "sk-ps-"
 ENV_KEY_NAME = "PRIVSERVE_API_KEY"
 PREFIX_LENGTH = 12  # what lists show and lookups narrow by; far too short to guess a key from
+ENV_KEY_ID = 0  # the id requests made with the environment's key carry; never a row's
 
 
 def make_key() -> str:
@@ -52,16 +52,33 @@ class IssuedKey:
 
 
 class KeyStore:
-    """Keys in the database. With a change counter, lookups are remembered until anyone
-    writes to the database, so a revocation still takes effect on the next request."""
+    """Keys in the database, and the one the environment carries.
+
+    With a change counter, lookups are remembered until anyone writes to the database, so a
+    revocation still takes effect on the next request. The environment's key (the old
+    script's Docker pattern) is never stored: it is valid exactly while the server is
+    started with it."""
 
     MAX_REMEMBERED_PREFIXES = 4096  # wrong keys are remembered too; this bounds them
 
-    def __init__(self, repo: ApiKeyRepo, changes: ChangeCounter | None = None) -> None:
+    def __init__(
+        self,
+        repo: ApiKeyRepo,
+        changes: ChangeCounter | None = None,
+        *,
+        environment_key: str | None = None,
+    ) -> None:
         self._repo = repo
         self._changes = changes
         self._seen_version: int | None = None
         self._by_prefix: dict[str, Sequence[ActiveKey]] = {}
+        self._environment_key = (
+            None if environment_key is None else ActiveKey(ENV_KEY_ID, hash_key(environment_key))
+        )
+
+    @property
+    def has_environment_key(self) -> bool:
+        return self._environment_key is not None
 
     async def create(self, name: str) -> IssuedKey:
         plaintext = make_key()
@@ -70,18 +87,13 @@ class KeyStore:
         )
         return IssuedKey(row, plaintext)
 
-    async def ensure(self, plaintext: str, name: str) -> bool:
-        """Adds a key chosen by the operator unless it is already stored; True if added."""
-        digest = hash_key(plaintext)
-        if await self._repo.with_hash(digest) is not None:
-            return False
-        await self._repo.add(name=name, prefix=key_prefix(plaintext), key_hash=digest)
-        return True
-
     async def verify(self, presented: str) -> ActiveKey | None:
         digest = hash_key(presented)
         found = None
-        for row in await self._active_with_prefix(key_prefix(presented)):
+        candidates = list(await self._active_with_prefix(key_prefix(presented)))
+        if self._environment_key is not None:
+            candidates.append(self._environment_key)
+        for row in candidates:
             # Check every candidate so timing does not depend on which one matched.
             if hmac.compare_digest(row.key_hash, digest):
                 found = row
@@ -101,10 +113,6 @@ class KeyStore:
                 self._by_prefix[prefix] = rows
         return rows
 
-    def close(self) -> None:
-        if self._changes is not None:
-            self._changes.close()
-
     async def all(self) -> Sequence[ApiKeyRow]:
         return await self._repo.all()
 
@@ -115,14 +123,16 @@ class KeyStore:
         return await self._repo.revoke(ident)
 
 
-async def open_key_store(settings: Settings) -> tuple[KeyStore, AsyncEngine]:
-    """Migrates the database and returns the key store with its engine, for disposal.
-
-    The key from PRIVSERVE_API_KEY, if any, is added here (the old script's Docker pattern).
-    """
-    db = create_engine(settings.database_url)
-    await migrate(db)
-    store = KeyStore(ApiKeyRepo(db), change_counter(settings.database_url))
-    if settings.api_key is not None:
-        await store.ensure(settings.api_key.get_secret_value(), ENV_KEY_NAME)
-    return store, db
+@asynccontextmanager
+async def open_key_store(settings: Settings) -> AsyncIterator[KeyStore]:
+    """The migrated database's key store, with PRIVSERVE_API_KEY's key when it is set;
+    closed (and the database engine disposed) on the way out, whatever happened."""
+    async with AsyncExitStack() as stack:
+        db = create_engine(settings.database_url)
+        stack.push_async_callback(db.dispose)
+        await migrate(db)
+        changes = change_counter(settings.database_url)
+        if changes is not None:
+            stack.callback(changes.close)
+        secret = None if settings.api_key is None else settings.api_key.get_secret_value()
+        yield KeyStore(ApiKeyRepo(db), changes, environment_key=secret)

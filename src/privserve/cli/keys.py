@@ -20,12 +20,8 @@ T = TypeVar("T")
 
 def with_key_store(settings: Settings, action: Callable[[KeyStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        store, db = await open_key_store(settings)
-        try:
+        async with open_key_store(settings) as store:
             return await action(store)
-        finally:
-            store.close()
-            await db.dispose()
 
     return asyncio.run(run())
 

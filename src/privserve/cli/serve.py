@@ -27,7 +27,7 @@ from privserve.models.registry import (
 
 async def _first_key(store: KeyStore) -> IssuedKey | None:
     """There is no default secret: with no key at all, make one to show once."""
-    if await store.count_active() > 0:
+    if store.has_environment_key or await store.count_active() > 0:
         return None
     return await store.create("default")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -41,6 +42,38 @@ ToolFormat = Literal["hermes", "llama3-json"]
 
 
 @dataclass(frozen=True)
+class OutputConstraint:
+    """What the output must be, as data: each engine turns it into its own mechanism.
+
+    A JSON document: any object when `schema_json` is None (OpenAI's `json_object`), else one
+    the JSON schema accepts. With `tags`, each document sits between the two texts (a chat
+    template's tool-call tags), up to `max_documents` of them one per line. `param` names
+    the request field the constraint came from, for errors about it."""
+
+    schema_json: str | None
+    param: str
+    tags: tuple[str, str] | None = None
+    max_documents: int = 1
+
+    @classmethod
+    def json_schema(
+        cls,
+        schema: Mapping[str, Any],
+        *,
+        param: str,
+        tags: tuple[str, str] | None = None,
+        max_documents: int = 1,
+    ) -> OutputConstraint:
+        # Canonical text: equal schemas make equal (hashable) constraints.
+        text = json.dumps(schema, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return cls(text, param, tags, max_documents)
+
+    @property
+    def schema(self) -> Any:
+        return None if self.schema_json is None else json.loads(self.schema_json)
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """OpenAI's sampling parameters plus the common extensions (top_k, min_p, repetition)."""
 
@@ -57,18 +90,18 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()
     logprobs: bool = False
     top_logprobs: int = 0
-    grammar: str | None = None  # GBNF the output must follow (structured output)
+    constraint: OutputConstraint | None = None  # structured output, tool calls
 
     @property
     def is_greedy(self) -> bool:
-        """Argmax of the (biased) logits, with no penalties or grammar that depend on the
+        """Argmax of the (biased) logits, with no penalties or constraint that depend on the
         history."""
         return (
             self.temperature == 0.0
             and self.presence_penalty == 0.0
             and self.frequency_penalty == 0.0
             and self.repetition_penalty == 1.0
-            and self.grammar is None
+            and self.constraint is None
         )
 
 
@@ -145,11 +178,17 @@ class TextEngine(Protocol):
     @property
     def context_length(self) -> int: ...
 
+    @property
+    def has_chat_format(self) -> bool:
+        """False for a model that serves text completions only (no chat template)."""
+        ...
+
     def render_chat(
         self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
     ) -> str:
         """The model's own chat format, ending with the assistant's turn opened; `tools`
-        (OpenAI tool definitions) go to a template that has a tool format."""
+        (OpenAI tool definitions) go to a template that has a tool format. InvalidRequest
+        for a model without a chat format."""
         ...
 
     @property
@@ -164,11 +203,21 @@ class TextEngine(Protocol):
         """Token ids fed to the model; `is_chat` text carries its own special tokens."""
         ...
 
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """Raises InvalidRequest (naming `constraint.param`) when the engine cannot hold an
+        output to it, or it would cost more than the server allows. May take a while for a
+        large schema: call it off the event loop, before `generate`."""
+        ...
+
     def generate(self, request: GenerationRequest) -> TokenStream:
         """Queues the request (raising Overloaded when full); iterate to get its text."""
         ...
 
     def stats(self) -> EngineStats: ...
+
+    def health(self) -> str | None:
+        """None while the engine serves; else why it cannot (its thread died)."""
+        ...
 
 
 class EmbeddingEngine(Protocol):

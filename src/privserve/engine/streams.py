@@ -36,8 +36,14 @@ class ThreadToLoopQueue(Generic[T]):
         return item
 
 
+class _Cancelled(Exception):
+    """Put in a cancelled stream's queue: the engine sends nothing more, so this wakes a
+    reader still waiting on it."""
+
+
 class GenerationStream(AsyncIterator[TokenEvent]):
-    """A submitted request as seen by the event loop; `cancel` frees its work in the engine."""
+    """A submitted request as seen by the event loop; `cancel` frees its work in the engine
+    and ends the stream for whoever reads it."""
 
     def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> None:
         self.request = request
@@ -49,7 +55,9 @@ class GenerationStream(AsyncIterator[TokenEvent]):
         return self._cancelled.is_set()
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        if not self._cancelled.is_set():
+            self._cancelled.set()
+            self.events.put(_Cancelled())
 
     def __aiter__(self) -> GenerationStream:
         return self
@@ -59,6 +67,9 @@ class GenerationStream(AsyncIterator[TokenEvent]):
             raise StopAsyncIteration
         try:
             event = await self.events.get()
+        except _Cancelled:
+            self._finished = True
+            raise StopAsyncIteration from None
         except BaseException:
             self.cancel()
             raise

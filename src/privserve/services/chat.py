@@ -21,8 +21,7 @@ from privserve.api.schemas.chat import (
     ResponseFormat,
 )
 from privserve.api.schemas.common import Usage
-from privserve.engine.base import PromptMessage, TextEngine, TokenStream
-from privserve.engine.grammar import json_object_grammar, json_schema_grammar
+from privserve.engine.base import OutputConstraint, PromptMessage, TextEngine, TokenStream
 from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
@@ -49,14 +48,14 @@ from privserve.services.tools import (
 ROLE_ALIASES = {"developer": "system", "function": "tool"}
 
 
-def output_grammar(response_format: ResponseFormat | None) -> str | None:
-    """The grammar `response_format` asks for; None for free text."""
+def output_constraint(response_format: ResponseFormat | None) -> OutputConstraint | None:
+    """What `response_format` holds the answer to; None for free text."""
     if response_format is None or response_format.type == "text":
         return None
     if response_format.type == "json_object":
-        return json_object_grammar()
+        return OutputConstraint(None, param="response_format")
     assert response_format.json_schema is not None  # the schema type checks it
-    return json_schema_grammar(
+    return OutputConstraint.json_schema(
         response_format.json_schema.json_schema, param="response_format.json_schema.schema"
     )
 
@@ -223,14 +222,21 @@ class ChatService:
             fit=self._fit_max_tokens,
         )
         top_logprobs = (request.top_logprobs or 0) if request.logprobs else None
+        # A required call's constraint wins over response_format: the answer is the call.
+        constraint = (tools.constraint() if tools else None) or output_constraint(
+            request.response_format
+        )
+        if constraint is not None:
+            # Built and checked before the request is queued, off the event loop: a large
+            # schema takes a while, and a bad one is a 400 before any byte of the answer.
+            await anyio.to_thread.run_sync(engine.check_constraint, constraint)
         requests = choice_requests(
             request,
             prompt,
             max_tokens,
             new_id(""),
             top_logprobs=top_logprobs,
-            # A required call's grammar wins over response_format: the answer is the call.
-            grammar=(tools.grammar() if tools else None) or output_grammar(request.response_format),
+            constraint=constraint,
         )
         streams = submit_all(engine, requests)
         return engine, prompt, streams, tools

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,13 +14,14 @@ from privserve.api.schemas.common import SamplingFields
 from privserve.engine.base import (
     FinishReason,
     GenerationRequest,
+    OutputConstraint,
     SamplingParams,
     TextEngine,
     TokenEvent,
     TokenLogprob,
     TokenStream,
 )
-from privserve.errors import ContextLengthExceeded, InvalidRequest
+from privserve.errors import ContextLengthExceeded, EngineError, InvalidRequest
 
 T = TypeVar("T")
 
@@ -66,7 +68,7 @@ def choice_requests(
     request_id: str,
     *,
     top_logprobs: int | None = None,
-    grammar: str | None = None,
+    constraint: OutputConstraint | None = None,
 ) -> list[GenerationRequest]:
     """One engine request per choice; with a seed, choice i uses seed + i so choices differ.
 
@@ -89,7 +91,7 @@ def choice_requests(
             logit_bias=fields.token_biases(),
             logprobs=top_logprobs is not None,
             top_logprobs=top_logprobs or 0,
-            grammar=grammar,
+            constraint=constraint,
         )
         requests.append(GenerationRequest(prompt, sampling, f"{request_id}/{i}"))
     return requests
@@ -131,6 +133,7 @@ class ChoiceResult:
 
 
 async def collect(stream: TokenStream) -> ChoiceResult:
+    """The whole answer of one choice."""
     parts: list[str] = []
     logprobs: list[TokenLogprob] = []
     async for event in stream:
@@ -144,7 +147,7 @@ async def collect(stream: TokenStream) -> ChoiceResult:
                 logprobs,
                 event.cached_tokens,
             )
-    raise RuntimeError("token stream ended without a finish reason")
+    raise EngineError("the request was cancelled before it finished")
 
 
 @asynccontextmanager
@@ -158,40 +161,47 @@ async def closing_all(streams: Sequence[TokenStream]) -> AsyncIterator[None]:
 
 
 async def collect_all(streams: Sequence[TokenStream]) -> list[ChoiceResult]:
-    async with closing_all(streams):
-        return list(await asyncio.gather(*(collect(s) for s in streams)))
+    """Every choice's answer; when one fails, the others are cancelled and its error is
+    raised as itself."""
+    async with closing_all(streams), first_error():
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(collect(s)) for s in streams]
+    return [task.result() for task in tasks]
+
+
+@asynccontextmanager
+async def first_error() -> AsyncIterator[None]:
+    """A task group's failure as its first error, so error handlers see the error itself."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
 
 
 async def merge(streams: Sequence[TokenStream]) -> AsyncIterator[tuple[int, TokenEvent]]:
-    """Events of several streams as they come, tagged with the stream's index.
+    """Events of several streams as they come, tagged with the stream's index. When one
+    stream fails, the others stop being read and its error is raised as itself.
 
     The caller closes the streams (see `closing_all`)."""
     if len(streams) == 1:  # the common case: no pump task and queue hop per token
         async for event in streams[0]:
             yield 0, event
         return
-    queue: asyncio.Queue[tuple[int, TokenEvent] | BaseException] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
 
     async def pump(index: int, stream: TokenStream) -> None:
-        try:
-            async for event in stream:
-                await queue.put((index, event))
-        except BaseException as exc:  # handed to the consumer, who re-raises it
-            await queue.put(exc)
+        async for event in stream:
+            queue.put_nowait((index, event))
 
-    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    try:
+    async with first_error(), asyncio.TaskGroup() as group:
+        for i, stream in enumerate(streams):
+            group.create_task(pump(i, stream))
         remaining = len(streams)
         while remaining:
             item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
             if item[1].finish_reason is not None:
                 remaining -= 1
             yield item
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 async def started(items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
@@ -205,9 +215,7 @@ async def started(items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
 
 
 async def _continue(first: T, rest: AsyncGenerator[T, None]) -> AsyncIterator[T]:
-    try:
+    async with contextlib.aclosing(rest):
         yield first
         async for item in rest:
             yield item
-    finally:
-        await rest.aclose()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,8 @@ from privserve.api.schemas.chat import (
     Tool,
     ToolCall,
 )
-from privserve.engine.base import PromptMessage, ToolFormat
-from privserve.engine.grammar import json_schema_grammar
+from privserve.engine.base import OutputConstraint, PromptMessage, ToolFormat
+from privserve.engine.schema_limits import check_schema
 from privserve.errors import InvalidRequest
 
 MAX_PARALLEL_CALLS = 8
@@ -79,18 +78,20 @@ class ToolPlan:
             return one
         return {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}
 
-    def grammar(self) -> str | None:
+    def constraint(self) -> OutputConstraint | None:
+        """What a forced answer is held to; None when the model may answer in text."""
         if not self.forced:
             return None
         if self.native != "hermes":
-            return json_schema_grammar(self.call_schema(), param="tools")
+            return OutputConstraint.json_schema(self.call_schema(), param="tools")
         # The call's JSON, wrapped in the template's tags; several tagged calls in a row
         # when parallel calls are allowed.
-        call = json_schema_grammar(self.one_call_schema(), param="tools")
-        call = re.sub(r"^root\s*::=", "tool-call-json ::=", call, count=1, flags=re.MULTILINE)
-        tagged = f'"{HERMES_OPEN}\\n" tool-call-json "\\n{HERMES_CLOSE}"'
-        more = f' ("\\n" {tagged}){{0,{MAX_PARALLEL_CALLS - 1}}}' if self.parallel else ""
-        return f"root ::= {tagged}{more}\n{call}"
+        return OutputConstraint.json_schema(
+            self.one_call_schema(),
+            param="tools",
+            tags=(HERMES_OPEN, HERMES_CLOSE),
+            max_documents=MAX_PARALLEL_CALLS if self.parallel else 1,
+        )
 
     def instructions(self) -> str:
         described = "\n".join(
@@ -242,6 +243,10 @@ def plan_tools(request: ChatCompletionRequest, native: ToolFormat | None = None)
                 param="tool_choice",
             )
     forced = choice == "required" or isinstance(choice, NamedToolChoice)
+    if forced:
+        for i, tool in enumerate(request.tools):
+            if tool in tools:
+                check_schema(tool.function.parameters, param=f"tools[{i}].function.parameters")
     # Several calls in one answer only when asked for in so many words: small local models
     # given the choice keep repeating the same call until max_tokens. Llama 3.x's templates
     # write back one call per turn, so its format makes one.

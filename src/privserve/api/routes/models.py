@@ -16,6 +16,10 @@ COSINE_NOTE = (
     "Embedding model; /v1/rerank with it scores documents by the cosine similarity of "
     "their vectors with the query's."
 )
+NO_CHAT_FORMAT_NOTE = (
+    "Has no chat format (no template in the file, none known for its architecture): serves "
+    "/v1/completions only. Start it with --chat-template to chat with it."
+)
 CROSS_ENCODER_NOTE = (
     "Cross-encoder rerank model; /v1/rerank reads the query and each document together."
 )
@@ -23,6 +27,13 @@ CROSS_ENCODER_NOTE = (
 
 def card(catalog: ModelCatalog, model_id: str) -> ModelCard:
     if model_id in catalog.model_ids():
+        if not catalog.text_engine(model_id).has_chat_format:
+            return ModelCard(
+                id=model_id,
+                created=catalog.created,
+                capabilities=["completions"],
+                description=NO_CHAT_FORMAT_NOTE,
+            )
         return ModelCard(id=model_id, created=catalog.created, capabilities=["chat", "completions"])
     if model_id in catalog.rerank_model_ids():
         return ModelCard(

@@ -1,7 +1,8 @@
 """Chat formats: the Jinja template stored in a GGUF, or a known one picked by architecture.
 
 A wrong format makes a model answer with nothing, so there is no silent fallback: a model
-with neither its own template nor a known architecture fails to load with a clear message.
+with neither its own template nor a known architecture loads without one, serves text
+completions, and answers chat requests with a 400 that says how to give it a format.
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ def select_chat_format(
     override: str | None,
     bos_token: str,
     eos_token: str,
-) -> ChatFormat:
-    """Override (known name or Jinja file) > the GGUF's own template > architecture table."""
+) -> ChatFormat | None:
+    """Override (known name or Jinja file) > the GGUF's own template > architecture table;
+    None when there is none of them."""
 
     def known(name: str) -> ChatFormat:
         fmt = KNOWN_FORMATS[name]
@@ -171,10 +173,16 @@ def select_chat_format(
     architecture = metadata.get("general.architecture", "")
     if architecture in FORMAT_BY_ARCHITECTURE:
         return known(FORMAT_BY_ARCHITECTURE[architecture])
-    raise ModelLoadError(
-        f"the model (architecture {architecture!r}) stores no chat template and privserve "
-        f"knows none for its architecture; pass --chat-template with one of "
-        f"{', '.join(sorted(KNOWN_FORMATS))} or a Jinja file"
+    return None
+
+
+def no_chat_format(model_id: str, architecture: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"the model {model_id!r} (architecture {architecture!r}) stores no chat template and "
+        f"privserve knows none for its architecture, so it serves /v1/completions only; "
+        f"start it with --chat-template (one of {', '.join(sorted(KNOWN_FORMATS))}, or a "
+        f"Jinja file) to chat with it",
+        param="model",
     )
 
 

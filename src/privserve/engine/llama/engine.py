@@ -11,32 +11,43 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from privserve.config import LlamaConfig
 from privserve.engine.base import (
     EngineStats,
     GenerationRequest,
     ModelSpec,
+    OutputConstraint,
     PromptMessage,
     ToolFormat,
 )
 from privserve.engine.llama.context import ContextShape, DecodeFailed, LlamaContext
+from privserve.engine.llama.grammar import constraint_grammar, init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
 from privserve.engine.llama.slots import Placement, SlotTable
+from privserve.engine.llama.waiting import Waiting, WaitingList
 from privserve.engine.streams import GenerationStream, Outbox
-from privserve.errors import EngineError, Overloaded, RequestTimedOut
+from privserve.errors import EngineError, PrivserveError, RequestTimedOut, ShuttingDown
 
 logger = logging.getLogger(__name__)
 
 _RATE_WINDOW_S = 5.0  # tokens/s is measured over the last few seconds
+# Threads for grammars' slow passes over the whole vocabulary (see sampling.py).
+_GRAMMAR_THREADS = 2
 
 
 def default_parallel(context_length: int, cores: int | None = None) -> int:
@@ -75,16 +86,15 @@ class LlamaEngine:
         self._context = LlamaContext(model, self._shape)
         self._slots = SlotTable(sequences)
         self._running: list[RunningSequence] = []
-        self._waiting: collections.deque[tuple[GenerationStream, float | None]] = (
-            collections.deque()
-        )
-        self._max_waiting = max_queued_requests
+        self._waiting = WaitingList(max_queued_requests, model.spec.model_id, request_timeout_s)
         self._timeout_s = request_timeout_s
-        self._wakeup = threading.Condition()
-        self._closing = False
         self._counters = _Counters()
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
         self._outbox = Outbox()
+        # Grammars are built when a request is checked and used again when it starts.
+        self._grammar_of = functools.lru_cache(maxsize=64)(constraint_grammar)
+        self._grammar_pool = ThreadPoolExecutor(_GRAMMAR_THREADS, f"grammar-{model.spec.model_id}")
+        self._failure: str | None = None  # why the engine thread died, if it did
         self._thread = threading.Thread(
             target=self._serve, name=f"llama-{model.spec.model_id}", daemon=True
         )
@@ -133,8 +143,8 @@ class LlamaEngine:
         return self._model.vocab_size
 
     @property
-    def parallel(self) -> int:
-        return self._shape.sequences
+    def has_chat_format(self) -> bool:
+        return self._model.chat_format is not None
 
     def render_chat(
         self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
@@ -143,24 +153,33 @@ class LlamaEngine:
 
     @property
     def tool_format(self) -> ToolFormat | None:
-        return self._model.chat_format.tool_format
+        chat_format = self._model.chat_format
+        return None if chat_format is None else chat_format.tool_format
 
     def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
         return self._model.tokenize(text, is_chat=is_chat)
 
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """Builds the constraint's grammar and has llama.cpp parse it once (a 400 if it
+        cannot), so a request is never refused after its response began."""
+        grammar = self._grammar_of(constraint)
+        sampler = init_grammar_sampler(
+            self._model.lib, self._model.vocab, grammar, param=constraint.param
+        )
+        self._model.lib.llama_sampler_free(sampler)
+
     def generate(self, request: GenerationRequest) -> GenerationStream:
         stream = GenerationStream(request, asyncio.get_running_loop())
-        deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
-        with self._wakeup:
-            if self._closing:
-                raise EngineError("the server is shutting down")
-            if len(self._waiting) >= self._max_waiting:
-                raise Overloaded(
-                    f"{self.model_id} has {len(self._waiting)} requests waiting; retry shortly"
-                )
-            self._waiting.append((stream, deadline))
-            self._wakeup.notify()
+        self._waiting.submit(stream)
         return stream
+
+    def health(self) -> str | None:
+        """None while the engine serves; else why it cannot."""
+        if self._failure is not None:
+            return self._failure
+        if not self._thread.is_alive():
+            return "the engine thread has stopped"
+        return None
 
     def stats(self) -> EngineStats:
         counters = self._counters
@@ -181,9 +200,7 @@ class LlamaEngine:
 
     def close(self) -> None:
         """Stops the engine thread, failing what is still waiting or running, then frees all."""
-        with self._wakeup:
-            self._closing = True
-            self._wakeup.notify()
+        self._waiting.close()
         self._thread.join()
         self._context.close()
         self._model.close()
@@ -192,12 +209,7 @@ class LlamaEngine:
 
     def _serve(self) -> None:
         try:
-            while True:
-                with self._wakeup:
-                    while not (self._closing or self._waiting or self._running):
-                        self._wakeup.wait()
-                    if self._closing:
-                        break
+            while self._waiting.wait_for_work(self._has_work):
                 try:
                     self._step()
                 except Exception:
@@ -205,11 +217,23 @@ class LlamaEngine:
                     logger.exception("%s: engine step failed", self.model_id)
                     self._fail_running(EngineError("generation failed; see the server log"))
                 self._outbox.flush()
+        except BaseException as exc:
+            self._failure = f"the engine thread failed: {exc!r}"
+            logger.exception("%s: engine thread failed", self.model_id)
+            raise
         finally:
-            self._fail_all(EngineError("the server is shutting down"))
+            # Slow grammar passes finish before their samplers are freed.
+            self._grammar_pool.shutdown(wait=True, cancel_futures=True)
+            self._fail_all(ShuttingDown("the server is shutting down"))
+
+    def _has_work(self) -> bool:
+        """Whether a step would do anything: a sequence not waiting on its grammar, or one
+        whose grammar has chosen."""
+        return any(s.held is None or s.held.done() for s in self._running)
 
     def _step(self) -> None:
         self._drop_cancelled_or_expired()
+        self._take_held_choices()
         self._admit()
         context = self._context
         outputs: list[tuple[RunningSequence, int]] = []  # sequences to sample, and their row
@@ -219,6 +243,7 @@ class LlamaEngine:
                 slot = sequence.slot
                 row = context.add(sequence.next_token, len(slot.cached), slot.sequence, logits=True)
                 slot.cached.append(sequence.next_token)
+                sequence.next_token = None
                 outputs.append((sequence, row))
                 batched.append(sequence)
         budget = self._shape.batch_tokens - context.batch_size
@@ -253,12 +278,13 @@ class LlamaEngine:
             return
         generated = 0
         for sequence, row in outputs:
-            event = sequence.take_token(context.handle, row, context.logits(row))
+            logits = context.logits(row)
+            token = sequence.choose(context.handle, row, logits)
+            if token is None:
+                self._hold(sequence, logits.copy())
+                continue
             generated += 1
-            if event is not None:
-                self._outbox.put(sequence.stream, event)
-            if sequence.finished:
-                self._release(sequence)
+            self._take(sequence, token, logits)
         counters = self._counters
         counters.steps += 1
         counters.generated += generated
@@ -269,9 +295,40 @@ class LlamaEngine:
         while self._recent and now - self._recent[0][0] > _RATE_WINDOW_S:
             self._recent.popleft()
 
+    def _take(self, sequence: RunningSequence, token: int, logits: npt.NDArray[np.float32]) -> None:
+        event = sequence.take(token, logits)
+        if event is not None:
+            self._outbox.put(sequence.stream, event)
+        if sequence.finished:
+            self._release(sequence)
+
+    def _hold(self, sequence: RunningSequence, logits: npt.NDArray[np.float32]) -> None:
+        """Lets a grammar choose over the whole vocabulary off this thread; the sequence
+        sits out the steps until it has."""
+        held: Future[int] = self._grammar_pool.submit(sequence.choose_held, logits)
+        held.add_done_callback(lambda _: self._waiting.wake())
+        sequence.held, sequence.held_logits = held, logits
+
+    def _take_held_choices(self) -> None:
+        for sequence in list(self._running):
+            held, logits = sequence.held, sequence.held_logits
+            if held is None or not held.done() or logits is None:
+                continue
+            sequence.held = sequence.held_logits = None
+            try:
+                token = held.result()
+            except Exception:
+                logger.exception("%s: the output grammar failed", self.model_id)
+                self._release(sequence, EngineError("the output grammar failed"))
+                continue
+            self._counters.generated += 1
+            self._take(sequence, token, logits)
+
     def _drop_cancelled_or_expired(self) -> None:
         now = time.monotonic()
         for sequence in list(self._running):
+            if sequence.held is not None and not sequence.held.done():
+                continue  # its sampler is in use; dropped once the grammar has chosen
             deadline = sequence.deadline
             if sequence.stream.is_cancelled():
                 self._release(sequence)
@@ -280,25 +337,23 @@ class LlamaEngine:
 
     def _admit(self) -> None:
         now = time.monotonic()
-        with self._wakeup:
-            kept: collections.deque[tuple[GenerationStream, float | None]] = collections.deque()
-            while self._waiting:
-                stream, deadline = self._waiting.popleft()
-                if stream.is_cancelled():
-                    continue
-                if deadline is not None and now > deadline:
-                    self._outbox.put(stream, self._timed_out())
-                    continue
-                placement = self._slots.place(stream.request.prompt_tokens)
-                if placement is None:
-                    kept.append((stream, deadline))
-                    continue
-                self._start(stream, placement, deadline)
-            self._waiting = kept
+        kept: list[Waiting] = []
+        for waiting in self._waiting.take_all():
+            if waiting.stream.is_cancelled():
+                continue
+            if waiting.has_expired(now):
+                self._outbox.put(waiting.stream, self._timed_out())
+                continue
+            placement = self._slots.place(waiting.stream.request.prompt_tokens)
+            if placement is None:
+                kept.append(waiting)
+                continue
+            self._start(waiting, placement)
+        if kept:
+            self._waiting.put_back(kept)
 
-    def _start(
-        self, stream: GenerationStream, placement: Placement, deadline: float | None
-    ) -> None:
+    def _start(self, waiting: Waiting, placement: Placement) -> None:
+        stream = waiting.stream
         slot, reused = placement.slot, placement.reused
         if placement.copy_from is not None:
             self._context.copy_prefix(placement.copy_from.sequence, slot.sequence, reused)
@@ -317,14 +372,28 @@ class LlamaEngine:
                 slot,
                 cached_tokens=reused,
                 context_length=self._shape.tokens_per_sequence,
-                deadline=deadline,
+                deadline=waiting.deadline,
+                grammar=self._grammar_sampler(stream.request),
             )
+        except PrivserveError as exc:  # the client's to read, as itself
+            slot.prompt = ()
+            self._outbox.put(stream, exc)
+            return
         except Exception:
             logger.exception("%s: cannot start %s", self.model_id, stream.request.request_id)
             slot.prompt = ()
             self._outbox.put(stream, EngineError("cannot start generation; see the server log"))
             return
         self._running.append(sequence)
+
+    def _grammar_sampler(self, request: GenerationRequest) -> Any:
+        constraint = request.sampling.constraint
+        if constraint is None:
+            return None
+        grammar = self._grammar_of(constraint)
+        return init_grammar_sampler(
+            self._model.lib, self._model.vocab, grammar, param=constraint.param
+        )
 
     def _release(self, sequence: RunningSequence, error: BaseException | None = None) -> None:
         """Frees the slot; its prompt's cache stays for later prompts that share its prefix.
@@ -351,17 +420,16 @@ class LlamaEngine:
             f"the request took longer than the server's limit of {self._timeout_s:g} s"
         )
 
-    def _fail_all(self, error: EngineError) -> None:
-        with self._wakeup:
-            self._closing = True
-            waiting, self._waiting = list(self._waiting), collections.deque()
-        for stream, _ in waiting:
-            self._outbox.put(stream, error)
+    def _fail_all(self, error: PrivserveError) -> None:
+        for waiting in self._waiting.close():
+            self._outbox.put(waiting.stream, error)
         self._fail_running(error)
         self._outbox.flush()
 
-    def _fail_running(self, error: EngineError) -> None:
+    def _fail_running(self, error: PrivserveError) -> None:
         for sequence in list(self._running):
+            if sequence.held is not None:
+                futures.wait([sequence.held])  # its sampler is in use until then
             # What the failed step left in this slot's cache is unknown: start it afresh.
             sequence.slot.cached.clear()
             self._context.clear(sequence.slot.sequence)

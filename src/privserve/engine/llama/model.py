@@ -15,7 +15,7 @@ from typing import Any
 
 from privserve.config import LlamaConfig
 from privserve.engine.base import ModelSpec, PromptMessage
-from privserve.engine.llama.chat_format import ChatFormat, select_chat_format
+from privserve.engine.llama.chat_format import ChatFormat, no_chat_format, select_chat_format
 from privserve.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -111,19 +111,21 @@ class LlamaModel:
             raise ModelLoadError(f"cannot load {spec.path}: llama.cpp rejected the file")
         self.vocab = llama_cpp.llama_model_get_vocab(self.handle)
         self.vocab_size: int = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self.trained_context_length: int = llama_cpp.llama_model_n_ctx_train(self.handle)
         self.metadata = self._read_metadata()
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         bos = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
         eos = self.piece(llama_cpp.llama_vocab_eos(self.vocab), special=True)
-        self.chat_format: ChatFormat = select_chat_format(
+        self.chat_format: ChatFormat | None = select_chat_format(
             self.metadata,
             override=spec.chat_template,
             bos_token=bos.decode("utf-8", "replace"),
             eos_token=eos.decode("utf-8", "replace"),
         )
         logger.info(
-            "loaded %s from %s: chat format %s", spec.model_id, spec.path, self.chat_format.name
+            "loaded %s from %s: chat format %s",
+            spec.model_id,
+            spec.path,
+            "none (text completions only)" if self.chat_format is None else self.chat_format.name,
         )
 
     def _read_metadata(self) -> dict[str, str]:
@@ -132,12 +134,15 @@ class LlamaModel:
     def render_chat(
         self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
     ) -> str:
+        if self.chat_format is None:
+            architecture = self.metadata.get("general.architecture", "")
+            raise no_chat_format(self.spec.model_id, architecture)
         return self.chat_format.render(messages, tools)
 
     def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
         # Chat prompts carry their own special tokens, BOS included where the format has it;
         # adding another BOS would feed the model a sequence it never saw in training.
-        bos_text = self.chat_format.bos_token
+        bos_text = self.chat_format.bos_token if self.chat_format is not None else ""
         add_bos = self._add_bos and not (is_chat and bos_text and text.startswith(bos_text))
         # A lone surrogate (`\ud800` in JSON) cannot be UTF-8: replace it, do not fail.
         data = text.encode("utf-8", errors="replace")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from concurrent.futures import Future
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,9 @@ class RunningSequence:
         cached_tokens: int,
         context_length: int,
         deadline: float | None,
+        grammar: object = None,
     ) -> None:
+        """`grammar` is the request's llama.cpp grammar sampler, owned from here on."""
         request = stream.request
         self.stream = stream
         self.slot = slot
@@ -36,7 +39,10 @@ class RunningSequence:
         self.next_token: int | None = None  # sampled, not yet in the KV cache
         self._model = model
         self._sampling = request.sampling
-        self._sampler = TokenSampler(model, request.sampling)
+        self._sampler = TokenSampler(model, request.sampling, grammar)
+        # The grammar's slow pass, running off the engine thread, and the logits it reads.
+        self.held: Future[int] | None = None
+        self.held_logits: npt.NDArray[np.float32] | None = None
         self._budget = min(request.sampling.max_tokens, context_length - len(self.prompt))
         # Incomplete UTF-8 sequences wait in the decoder until a later token completes them.
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -48,11 +54,20 @@ class RunningSequence:
     def prefilling(self) -> bool:
         return len(self.slot.cached) < len(self.prompt)
 
-    def take_token(
+    def choose(
         self, context_handle: object, row: int, logits: npt.NDArray[np.float32]
-    ) -> TokenEvent | None:
-        """Samples the next token from batch row `row`; returns the event to send, if any."""
-        token = self._sampler.sample(context_handle, row, logits)
+    ) -> int | None:
+        """The next token from batch row `row`; None when only the grammar's slow pass over
+        the whole vocabulary can choose it (see `choose_held`)."""
+        if self._sampler.is_constrained:
+            return self._sampler.choose_quickly(logits)
+        return self._sampler.sample(context_handle, row, logits)
+
+    def choose_held(self, logits: npt.NDArray[np.float32]) -> int:
+        return self._sampler.choose_held(logits)
+
+    def take(self, token: int, logits: npt.NDArray[np.float32]) -> TokenEvent | None:
+        """Takes the chosen token; returns the event to send, if any."""
         self.produced += 1
         if self._sampling.logprobs:
             self._logprobs.append(

@@ -1,0 +1,148 @@
+"""Everything a running server holds, opened as one async context manager.
+
+The key store (and its database), every chat engine, the torch thread and the embedding and
+rerank models are entered on one AsyncExitStack: when anything fails to open (a later model
+that cannot load), what was already opened is closed, in reverse order, and so it is on a
+normal stop.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+from privserve.auth.keys import KeyStore, open_key_store
+from privserve.config import Settings
+from privserve.engine.base import EmbeddingEngine, TextEngine
+from privserve.engine.embedding.engine import BatchedCrossEncoder, BatchedEmbedder
+from privserve.engine.embedding.torch_thread import TorchThread
+from privserve.engine.llama.engine import LlamaEngine
+from privserve.errors import ModelLoadError
+from privserve.models.registry import (
+    resolve_chat_models,
+    resolve_embedding_model,
+    resolve_rerank_model,
+)
+from privserve.services.catalog import ModelCatalog
+from privserve.services.chat import ChatService
+from privserve.services.completions import CompletionService
+from privserve.services.embeddings import EmbeddingService
+from privserve.services.rerank import RerankService
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    key_store: KeyStore
+    catalog: ModelCatalog
+    chat: ChatService
+    completions: CompletionService
+    embeddings: EmbeddingService
+    rerank: RerankService
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    text_engines: Mapping[str, TextEngine] | None = None,
+    embedding_engines: Mapping[str, EmbeddingEngine] | None = None,
+) -> AsyncIterator[Runtime]:
+    """`text_engines` replaces loading the configured models (tests pass fakes); then only
+    `embedding_engines` are offered for embeddings."""
+    async with AsyncExitStack() as stack:
+        key_store = await stack.enter_async_context(open_key_store(settings))
+        engines = dict(text_engines or {})
+        embedders = dict(embedding_engines or {})
+        cross_encoders = []
+        if text_engines is None:
+            for engine in await _open_chat_engines(settings, stack):
+                engines[engine.model_id] = engine
+            torch_thread = TorchThread(settings.embedding.threads)
+            stack.push_async_callback(_in_thread, torch_thread.close)
+            embedder = await _open_embedder(settings, torch_thread, stack)
+            if embedder is not None:
+                embedders[embedder.model_id] = embedder
+            reranker = await _open_reranker(settings, torch_thread, stack)
+            if reranker is not None:
+                cross_encoders.append(reranker)
+        catalog = ModelCatalog(engines, embedders, cross_encoders)
+        fit = settings.server.fit_max_tokens
+        yield Runtime(
+            settings=settings,
+            key_store=key_store,
+            catalog=catalog,
+            chat=ChatService(catalog, fit_max_tokens=fit),
+            completions=CompletionService(catalog, fit_max_tokens=fit),
+            embeddings=EmbeddingService(catalog, settings.embedding),
+            rerank=RerankService(catalog),
+        )
+
+
+async def _in_thread(close: Callable[[], None]) -> None:
+    await anyio.to_thread.run_sync(close)
+
+
+async def _open_chat_engines(settings: Settings, stack: AsyncExitStack) -> list[LlamaEngine]:
+    """One started engine per configured chat model, each closed by `stack`."""
+    opened = []
+    for spec in resolve_chat_models(settings):
+        load = functools.partial(
+            LlamaEngine.load,
+            spec,
+            settings.llama,
+            max_queued_requests=settings.server.max_queued_requests,
+            request_timeout_s=settings.server.request_timeout_s,
+        )
+        engine = await anyio.to_thread.run_sync(load)
+        stack.push_async_callback(_in_thread, engine.close)
+        opened.append(engine)
+    return opened
+
+
+async def _open_embedder(
+    settings: Settings, thread: TorchThread, stack: AsyncExitStack
+) -> BatchedEmbedder | None:
+    """The configured embedding model, started; None when there is none.
+
+    The default model is skipped with a warning when its packages are missing (the server
+    still serves chat); a model the user named must load."""
+    try:
+        resolved = resolve_embedding_model(settings)
+        if resolved is None:
+            return None
+        model_id, path = resolved
+        embedder = await anyio.to_thread.run_sync(
+            lambda: BatchedEmbedder.load(model_id, path, settings.embedding, thread)
+        )
+    except ModelLoadError as exc:
+        if "model" in settings.embedding.model_fields_set:
+            raise
+        logger.warning("serving no embedding model: %s", exc)
+        return None
+    embedder.start()
+    stack.push_async_callback(embedder.close)
+    return embedder
+
+
+async def _open_reranker(
+    settings: Settings, thread: TorchThread, stack: AsyncExitStack
+) -> BatchedCrossEncoder | None:
+    """The configured cross-encoder, started; None when there is none."""
+    resolved = resolve_rerank_model(settings)
+    if resolved is None:
+        return None
+    model_id, path = resolved
+    reranker = await anyio.to_thread.run_sync(
+        lambda: BatchedCrossEncoder.load(model_id, path, settings.rerank, thread)
+    )
+    reranker.start()
+    stack.push_async_callback(reranker.close)
+    return reranker
