@@ -23,6 +23,7 @@ from privserve.config import Settings
 from privserve.engine.base import EmbeddingEngine, TextEngine
 from privserve.runtime import open_runtime
 
+
 def create_app(
     settings: Settings,
     *,

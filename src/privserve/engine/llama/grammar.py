@@ -69,7 +69,8 @@ def constraint_grammar(constraint: OutputConstraint) -> str:
     grammar = str(converter.format_grammar())
     if constraint.tags is not None:
         opening, closing = constraint.tags
-        tagged = f"{_gbnf_literal(opening + chr(10))} {_DOCUMENT_RULE} {_gbnf_literal(chr(10) + closing)}"
+        before, after = _gbnf_literal(opening + "\n"), _gbnf_literal("\n" + closing)
+        tagged = f"{before} {_DOCUMENT_RULE} {after}"
         more = constraint.max_documents - 1
         repeated = f' ("\\n" {tagged}){{0,{more}}}' if more > 0 else ""
         grammar = f"{ROOT} ::= {tagged}{repeated}\n{grammar}"
