@@ -26,6 +26,22 @@ class ServerConfig(BaseModel):
     request_timeout_s: float | None = Field(
         None, gt=0, description="Longest a request may wait and run; default: no limit."
     )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; a larger one gets 413 before it is read.",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a client may take to send a request body; then 408.",
+    )
+    shutdown_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="After SIGTERM, how long running requests may finish while new ones get "
+        "503; those still running then end with an error event.",
+    )
     log_level: str = Field("info", description="uvicorn and privserve log level.")
     access_log: bool = Field(
         True,

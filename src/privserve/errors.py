@@ -7,6 +7,8 @@
     │   ├── ModelNotFound           404 code=model_not_found
     │   ├── NotFound                404 code=not_found
     │   ├── MethodNotAllowed        405 code=method_not_allowed
+    │   ├── BodyTimedOut            408 code=request_timeout
+    │   ├── BodyTooLarge            413 code=request_too_large
     │   └── InvalidApiKey           401 code=invalid_api_key
     ├── Overloaded                  429 code=server_busy (sent with Retry-After)
     ├── RequestTimedOut             504 code=timeout
@@ -66,6 +68,20 @@ class NotFound(InvalidRequest):
 class MethodNotAllowed(InvalidRequest):
     status = 405
     code = "method_not_allowed"
+
+
+class BodyTimedOut(InvalidRequest):
+    """The request body did not arrive within `server.body_timeout_s`."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class BodyTooLarge(InvalidRequest):
+    """The request body is larger than `server.max_body_bytes`; refused before parsing."""
+
+    status = 413
+    code = "request_too_large"
 
 
 class InvalidApiKey(InvalidRequest):

@@ -74,7 +74,7 @@ def sentencepiece_model(vocab_size: int = 512, **options: object) -> bytes:
 def _sentencepiece_tokenizer(
     directory: Path,
     tokenizer_class: str,
-    template: str,
+    template: str | None,
     model: bytes | None = None,
     **tokens: object,
 ) -> PreTrainedTokenizerBase:
@@ -87,8 +87,9 @@ def _sentencepiece_tokenizer(
         "add_bos_token": True,
         "add_eos_token": False,
         "legacy": False,
-        "chat_template": template,
     } | tokens
+    if template is not None:  # a base model's tokenizer has none
+        config["chat_template"] = template
     (directory / "tokenizer_config.json").write_text(json.dumps(config))
     tokenizer = AutoTokenizer.from_pretrained(directory)
     tokenizer.save_pretrained(directory)  # adds tokenizer.json, as real repositories have
@@ -101,6 +102,13 @@ def llama(directory: Path, seed: int = 0) -> Path:
     return _llama_like(directory, seed, LlamaConfig, LlamaForCausalLM)
 
 
+def llama_base(directory: Path, seed: int = 0) -> Path:
+    """A base model: Llama's layout, and no chat template anywhere."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return _llama_like(directory, seed, LlamaConfig, LlamaForCausalLM, template=None)
+
+
 def mistral(directory: Path, seed: int = 0) -> Path:
     """Mistral-style: Llama's layout with grouped-query attention and a sliding window."""
     from transformers import MistralConfig, MistralForCausalLM
@@ -109,10 +117,15 @@ def mistral(directory: Path, seed: int = 0) -> Path:
 
 
 def _llama_like(
-    directory: Path, seed: int, config_class: Any, model_class: Any, **extra: object
+    directory: Path,
+    seed: int,
+    config_class: Any,
+    model_class: Any,
+    template: str | None = LLAMA2_TEMPLATE,
+    **extra: object,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = _sentencepiece_tokenizer(directory, "LlamaTokenizer", LLAMA2_TEMPLATE)
+    tokenizer = _sentencepiece_tokenizer(directory, "LlamaTokenizer", template)
     torch.manual_seed(seed)
     config = config_class(
         vocab_size=len(tokenizer),

@@ -31,6 +31,12 @@ class RunningServer:
     def root_url(self) -> str:
         return self.base_url.removesuffix("/v1")
 
+    def wait_exit(self, timeout_s: float = 60) -> int:
+        """The exit status of a server that was told to stop (a signal), once it has."""
+        code = self.process.wait(timeout=timeout_s)
+        self._release()
+        return code
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -38,6 +44,9 @@ class RunningServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._release()
+
+    def _release(self) -> None:
         if self.drainer is not None:
             self.drainer.join(timeout=5)
         if self.process.stdout is not None:

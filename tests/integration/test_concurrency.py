@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -89,26 +90,43 @@ def test_disconnect_while_waiting_for_a_non_stream_answer(
     assert after["generated_tokens"] - before["generated_tokens"] < 400
 
 
-async def test_eight_concurrent_streams_all_complete(server: RunningServer, api_key: str) -> None:
+async def test_eight_concurrent_streams_all_complete_together(
+    server: RunningServer, api_key: str
+) -> None:
+    """Eight streams run side by side: each answers in full (ten tokens, a finish reason,
+    [DONE]), and every one had its first token before any had finished."""
     headers = {"Authorization": f"Bearer {api_key}"}
 
-    async def one(i: int, http: httpx.AsyncClient) -> str:
+    async def one(i: int, http: httpx.AsyncClient) -> tuple[float, float, int, str]:
         payload = {
             "model": MODEL_ID,
             "messages": [{"role": "user", "content": f"Count from {i}."}],
             "max_tokens": 10,
             "temperature": 0,
+            "logit_bias": NO_END,
             "stream": True,
+            "stream_options": {"include_usage": True},
         }
-        events = []
+        first_token = finished = 0.0
+        completion_tokens, finish_reason, done = 0, "", False
         async with http.stream("POST", "/v1/chat/completions", json=payload) as r:
             assert r.status_code == 200
             async for line in r.aiter_lines():
-                if line:
-                    events.append(line)
-        assert events[-1] == "data: [DONE]"
-        return "\n".join(events)
+                if line == "data: [DONE]":
+                    done = True
+                elif line.startswith("data: "):
+                    chunk = json.loads(line.removeprefix("data: "))
+                    for choice in chunk["choices"]:
+                        if choice["delta"].get("content") and not first_token:
+                            first_token = time.monotonic()
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                    if chunk.get("usage"):
+                        completion_tokens = chunk["usage"]["completion_tokens"]
+                        finished = time.monotonic()
+        assert done
+        return first_token, finished, completion_tokens, finish_reason
 
     async with httpx.AsyncClient(base_url=server.root_url, headers=headers, timeout=120) as http:
         results = await asyncio.gather(*(one(i, http) for i in range(8)))
-    assert len(results) == 8
+    assert [(tokens, reason) for _, _, tokens, reason in results] == [(10, "length")] * 8
+    assert max(first for first, _, _, _ in results) < min(end for _, end, _, _ in results)

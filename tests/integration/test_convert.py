@@ -244,3 +244,37 @@ def test_models_add_show_and_remove_a_gguf_file(
     assert source.is_file()  # removing forgets; the file stays
     refused = privserve(home, "models", "add", "bad", str(checkpoint / "config.json"))
     assert refused.returncode == 1 and "error" in refused.stdout
+
+
+def test_a_base_model_without_a_chat_template_serves_completions_and_says_how_to_chat(
+    tmp_path_factory: pytest.TempPathFactory, convert_home: Path
+) -> None:
+    """No template in the checkpoint and none known for Llama: the model loads, completes
+    text, and a chat request is a 400 naming --chat-template; nothing is guessed."""
+    checkpoint = llama_family.llama_base(tmp_path_factory.mktemp("base") / "llama-base")
+    done = privserve(convert_home, "convert", str(checkpoint), "--bits", "4", "--name", "base")
+    assert done.returncode == 0, done.stdout + done.stderr
+    server = start_server(
+        convert_home,
+        args=["--model", "base", "--ctx-size", "512", "--parallel", "2", "--embedding-model", ""],
+        env={"PRIVSERVE_API_KEY": "sk-test-base"},
+    )
+    try:
+        with openai.OpenAI(
+            base_url=server.base_url, api_key="sk-test-base", max_retries=0
+        ) as client:
+            completion = client.completions.create(
+                model="base", prompt="The river", max_tokens=4, temperature=0
+            )
+            assert completion.usage is not None and completion.usage.completion_tokens >= 1
+            with pytest.raises(openai.BadRequestError) as refused:
+                client.chat.completions.create(
+                    model="base", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+                )
+            body = refused.value.body
+            assert isinstance(body, dict) and "--chat-template" in body["message"]
+            card = client.models.retrieve("base").model_dump()
+            assert card["capabilities"] == ["completions"]
+            assert "--chat-template" in card["description"]
+    finally:
+        server.stop()

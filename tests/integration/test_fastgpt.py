@@ -180,8 +180,15 @@ def test_a_tool_call_round_trip_as_fastgpts_tool_node_sends_it(http: httpx.Clien
     )
     assert second.status_code == 200, second.text
     choice = second.json()["choices"][0]
-    assert choice["finish_reason"] in {"stop", "length", "tool_calls"}
-    assert choice["message"]["content"] or choice["message"]["tool_calls"]
+    calls = choice["message"]["tool_calls"]
+    assert (choice["finish_reason"] == "tool_calls") == bool(calls), choice
+    assert calls or choice["message"]["content"]
+    # The tool's answer reached the model: the prompt grew by at least the quote's tokens.
+    quote_tokens = http.post(
+        "/v1/completions", json={"model": MODEL_ID, "prompt": QUOTE, "max_tokens": 1}
+    ).json()["usage"]["prompt_tokens"]
+    grown = second.json()["usage"]["prompt_tokens"] - first["usage"]["prompt_tokens"]
+    assert grown >= quote_tokens - 1  # the completion's count includes a BOS token
 
 
 def test_extract_nodes_json_schema_answer_validates(http: httpx.Client) -> None:

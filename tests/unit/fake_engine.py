@@ -97,6 +97,9 @@ class FakeEngine:
     def health(self) -> str | None:
         return None
 
+    def stop(self) -> None:
+        self.capacity = 0
+
     def generate(self, request: GenerationRequest) -> FakeStream:
         if self.capacity is not None and len(self.streams) >= self.capacity:
             raise Overloaded("fake is full")

@@ -24,9 +24,16 @@ def test_earliest_stop_wins() -> None:
 
 def test_held_prefix_is_released_when_it_turns_out_not_to_stop() -> None:
     matcher = StopMatcher(["END"])
+    assert matcher.feed("the E") == "the "  # "E" may start the stop: held
+    assert matcher.feed("NTRY") == "ENTRY"  # it did not: released whole
+    assert not matcher.stopped
+
+
+def test_held_prefix_is_dropped_when_it_completes_the_stop() -> None:
+    matcher = StopMatcher(["END"])
     assert matcher.feed("the E") == "the "
-    assert matcher.feed("ND") == ""
-    assert matcher.stopped
+    assert matcher.feed("ND more") == ""
+    assert matcher.stopped and matcher.flush() == ""
 
 
 def test_no_stops_passes_everything() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 
 from privserve import __version__
+from privserve.api.body_limits import BodyLimits
 from privserve.api.deps import require_api_key
+from privserve.api.draining import Drain, DrainGate
 from privserve.api.errors import install_error_handlers
 from privserve.api.routes import (
     chat,
@@ -33,11 +36,20 @@ def create_app(
     """`text_engines` replaces loading the configured models (tests pass fakes); then only
     `embedding_engines` are offered for embeddings."""
 
+    drain = Drain(settings.server.shutdown_grace_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(
             settings, text_engines=text_engines, embedding_engines=embedding_engines
         ) as runtime:
+            catalog = runtime.catalog
+
+            def stop_engines() -> None:
+                for model_id in catalog.model_ids():
+                    catalog.text_engine(model_id).stop()
+
+            drain.bind(asyncio.get_running_loop(), stop_engines)
             app.state.settings = settings
             app.state.key_store = runtime.key_store
             app.state.catalog = runtime.catalog
@@ -48,7 +60,15 @@ def create_app(
             yield
 
     app = FastAPI(title="privserve", version=__version__, lifespan=lifespan)
+    app.state.drain = drain
     install_error_handlers(app)
+    # Outermost last: a draining server answers 503 before reading any body.
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.server.max_body_bytes,
+        timeout_s=settings.server.body_timeout_s,
+    )
+    app.add_middleware(DrainGate, drain=drain)
     app.include_router(health.router)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
     v1.include_router(models.router)

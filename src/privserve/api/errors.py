@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,8 +28,10 @@ logger = logging.getLogger(__name__)
 _TYPE_LOC = re.compile(r"^[a-z_-]+\[.*\]$|^(str|int|float|bool|list|dict|none)$")
 
 
-def error_response(error: PrivserveError) -> JSONResponse:
-    headers = {}
+def error_response(
+    error: PrivserveError, extra_headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    headers = dict(extra_headers or {})
     if isinstance(error, Overloaded):
         headers["Retry-After"] = str(error.retry_after_s)
     if error.status == 401:
@@ -98,7 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             error = InvalidRequest(str(exc.detail))
             error.status = exc.status_code
-        return error_response(error)
+        return error_response(error, exc.headers)  # 405 carries `Allow`
 
     async def on_client_gone(request: Request, exc: Exception) -> Response:
         return Response(status_code=499)  # nginx's "client closed request"; nobody reads it

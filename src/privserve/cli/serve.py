@@ -6,12 +6,14 @@ import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
 import uvicorn
 
 from privserve.api.app import create_app
+from privserve.api.draining import Drain
 from privserve.auth.keys import ENV_KEY_NAME, IssuedKey, KeyStore
 from privserve.cli.keys import with_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
@@ -135,15 +137,39 @@ def run_server(settings: Settings) -> None:
         '"content": "Hello"}]}\'',
         markup=False,
     )
-    server = uvicorn.Server(
+    app = create_app(settings)
+    server = DrainingServer(
         uvicorn.Config(
-            create_app(settings),
+            app,
             log_level=settings.server.log_level,
             access_log=settings.server.access_log,
+            # The drain has already waited for running requests; this only bounds the rest.
             timeout_graceful_shutdown=5,
-        )
+        ),
+        app.state.drain,
     )
     server.run(sockets=[sock])  # uvicorn's own loop factory: uvloop when installed
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with SIGTERM and SIGINT draining first (see `api.draining`): running
+    requests finish within the grace period while new ones get 503, then it exits with 0.
+    A second signal exits at once."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain.is_draining or self.should_exit:
+            self.should_exit = self.force_exit = True
+            return
+        # Not recorded as a captured signal: uvicorn would raise it again after shutting
+        # down, and the process would end with 143 instead of 0.
+        self._drain.begin(then=self._exit)
+
+    def _exit(self) -> None:
+        self.should_exit = True
 
 
 def _served_id(

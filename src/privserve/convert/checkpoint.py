@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,25 +32,9 @@ class Checkpoint:
     weight_files: tuple[Path, ...]
 
     @property
-    def family(self) -> str:
-        return SUPPORTED_ARCHITECTURES[self.architecture]
-
-    @property
     def torch_dtype(self) -> str:
         """The weights' dtype as config.json states it (float16, bfloat16, float32)."""
         return str(self.config.get("torch_dtype") or self.config.get("dtype") or "float16")
-
-    def tensor_shapes(self) -> dict[str, tuple[int, ...]] | None:
-        """Every tensor's shape from the safetensors headers, without reading weights;
-        None for `.bin` checkpoints."""
-        shapes: dict[str, tuple[int, ...]] = {}
-        for file in self.weight_files:
-            if file.suffix != ".safetensors":
-                return None
-            for name, info in _safetensors_header(file).items():
-                if name != "__metadata__":
-                    shapes[name] = tuple(int(n) for n in info["shape"])
-        return shapes
 
     def weight_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.weight_files)
@@ -90,10 +73,3 @@ def read_checkpoint(path: Path) -> Checkpoint:
             "copy them from the model's repository"
         )
     return Checkpoint(path, config, architecture, weights)
-
-
-def _safetensors_header(file: Path) -> dict[str, Any]:
-    with file.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header: dict[str, Any] = json.loads(handle.read(length))
-    return header

@@ -48,7 +48,6 @@ class Shape:
     tied_embeddings: bool
     fused_qkv: bool  # ChatGLM's query_key_value
     gated_ffn_fused: bool  # ChatGLM's dense_h_to_4h holds gate and up together
-    trained_context: int
 
     def matrices(self) -> list[Matrix]:
         h, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
@@ -105,7 +104,6 @@ def shape_of(config: dict[str, Any]) -> Shape:
             tied_embeddings=False,
             fused_qkv=True,
             gated_ffn_fused=True,
-            trained_context=int(first("seq_length", default=2048)),
         )
     hidden = int(first("hidden_size"))
     heads = int(first("num_attention_heads"))
@@ -123,7 +121,6 @@ def shape_of(config: dict[str, Any]) -> Shape:
         ),
         fused_qkv=False,
         gated_ffn_fused=False,
-        trained_context=int(first("max_position_embeddings", default=2048)),
     )
 
 
@@ -176,7 +173,6 @@ HEADROOM = 0.9  # leave a tenth of the free memory for everything else
 @dataclass(frozen=True)
 class Choice:
     bits: int
-    estimates: dict[int, Estimate]
     reason: str
 
 
@@ -198,7 +194,7 @@ def choose_bits(
                 f"{bits}-bit needs about {fits} with a {context_tokens}-token KV cache, and "
                 f"{where} has {free_bytes / GB:.1f} GB free" + (f" ({passed})" if passed else "")
             )
-            return Choice(bits, estimates, reason)
+            return Choice(bits, reason)
     raise ConversionError(
         f"even 4-bit needs about {estimates[4].total / GB:.1f} GB with a "
         f"{context_tokens}-token KV cache, more than the {free_bytes / GB:.1f} GB free in "

@@ -30,10 +30,6 @@ class Precision:
     label: str  # llama.cpp's name for the file type
     bits_per_weight: float  # on disk and in memory, blocks' scales included
 
-    @property
-    def is_quantized(self) -> bool:
-        return self.bits < 16
-
 
 def precision_for(bits: int, checkpoint: Checkpoint) -> Precision:
     if bits == 16:

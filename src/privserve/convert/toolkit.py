@@ -30,15 +30,6 @@ DONE_MARKER = ".complete"
 class Toolkit:
     root: Path
 
-    @property
-    def script(self) -> Path:
-        return self.root / "convert_hf_to_gguf.py"
-
-    @property
-    def python_path(self) -> list[Path]:
-        """What the converter imports: its `conversion` package and llama.cpp's gguf-py."""
-        return [self.root, self.root / "gguf-py"]
-
 
 def runtime_version() -> str:
     try:

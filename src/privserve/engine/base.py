@@ -219,6 +219,10 @@ class TextEngine(Protocol):
         """None while the engine serves; else why it cannot (its thread died)."""
         ...
 
+    def stop(self) -> None:
+        """Refuses new requests and ends running ones with ShuttingDown; returns at once."""
+        ...
+
 
 class EmbeddingEngine(Protocol):
     """A loaded embedding model that batches texts from many requests."""

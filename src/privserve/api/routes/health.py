@@ -5,15 +5,24 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from privserve.api.deps import Catalog
 
 router = APIRouter()
 
 
-@router.get("/health")
-async def health(catalog: Catalog) -> dict[str, object]:
-    """Liveness plus each engine's counters (queue depth, running, tokens, forward passes)."""
+@router.get("/health", response_model=None)
+async def health(catalog: Catalog) -> dict[str, object] | JSONResponse:
+    """Liveness plus each engine's counters (queue depth, running, tokens, forward passes);
+    503 once an engine cannot serve (its thread died)."""
+    failures = {
+        m: reason
+        for m in catalog.model_ids()
+        if (reason := catalog.text_engine(m).health()) is not None
+    }
+    if failures:
+        return JSONResponse({"status": "failed", "failures": failures}, status_code=503)
     return {
         "status": "ok",
         "models": {m: asdict(catalog.text_engine(m).stats()) for m in catalog.model_ids()},

@@ -15,11 +15,14 @@ from pydantic import (
 
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 16
+MAX_LOGIT_BIASES = 1024  # tokens one request may bias; each costs every sampling step
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class RequestModel(BaseModel):
     # FastGPT, One API and SDKs add fields of their own: ignore what we do not know.
-    model_config = ConfigDict(extra="ignore")
+    # NaN and infinity are no numbers a parameter can take.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class StreamOptions(RequestModel):
@@ -34,12 +37,12 @@ class SamplingFields(RequestModel):
     top_p: float | None = Field(None, ge=0.0, le=1.0)
     n: int | None = Field(None, ge=1, le=MAX_CHOICES)
     stop: str | list[str] | None = Field(None)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
     # Extensions vLLM, llama.cpp's server and Ollama accept; -1 or 0 turns top_k off.
-    top_k: int | None = Field(None, ge=-1)
+    top_k: int | None = Field(None, ge=-1, le=2**31 - 1)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
     stream: bool | None = False
@@ -56,6 +59,8 @@ class SamplingFields(RequestModel):
     @field_validator("logit_bias")
     @classmethod
     def _token_id_keys(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and len(value) > MAX_LOGIT_BIASES:
+            raise ValueError(f"at most {MAX_LOGIT_BIASES} tokens may be biased")
         for key, bias in (value or {}).items():
             if not key.strip().isdigit():
                 raise ValueError(f"logit_bias keys are token ids; {key!r} is not one")

@@ -12,11 +12,17 @@ from privserve.api.schemas.common import SamplingFields, UsageWhenAsked
 class CompletionRequest(SamplingFields):
     # A string, strings, token ids, or lists of token ids, as OpenAI accepts.
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for this endpoint
+    # OpenAI's default for this endpoint; null means the default too, as OpenAI reads it.
+    max_tokens: int = Field(16, ge=1)
     echo: bool | None = False
     logprobs: int | None = Field(None, ge=0, le=5)
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1)
+
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: object) -> object:
+        return 16 if value is None else value
 
     @field_validator("prompt")
     @classmethod

@@ -31,7 +31,6 @@ class CrossEncoderScorer:
             )
         self._model: Any = model
         self.model_id = model_id
-        self.path = path
         self.max_input_tokens = int(model.max_seq_length)
         self.tokens = TokenCounter(model.tokenizer)
         logger.info(

@@ -53,7 +53,6 @@ class SentenceEmbedder:
             raise ModelLoadError(f"{path} does not say its vector size or input limit")
         self._model: Any = model
         self.model_id = model_id
-        self.path = path
         self.dimensions = int(dimensions)
         self.max_input_tokens = int(max_tokens)
         self.shortenable = trained_to_shorten(path) if shortenable is None else shortenable

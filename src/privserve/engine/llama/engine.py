@@ -198,9 +198,14 @@ class LlamaEngine:
             tokens_per_second=sum(recent) / _RATE_WINDOW_S,
         )
 
+    def stop(self) -> None:
+        """Refuses new requests and ends those waiting or running with ShuttingDown; safe
+        from any thread, and returns at once."""
+        self._waiting.close()
+
     def close(self) -> None:
         """Stops the engine thread, failing what is still waiting or running, then frees all."""
-        self._waiting.close()
+        self.stop()
         self._thread.join()
         self._context.close()
         self._model.close()
@@ -421,7 +426,8 @@ class LlamaEngine:
         )
 
     def _fail_all(self, error: PrivserveError) -> None:
-        for waiting in self._waiting.close():
+        self._waiting.close()
+        for waiting in self._waiting.take_all():
             self._outbox.put(waiting.stream, error)
         self._fail_running(error)
         self._outbox.flush()

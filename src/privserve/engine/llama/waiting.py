@@ -74,11 +74,8 @@ class WaitingList:
         with self._changed:
             self._changed.notify()
 
-    def close(self) -> list[Waiting]:
-        """Refuses new requests and returns those still waiting."""
+    def close(self) -> None:
+        """Refuses new requests from now on; those waiting stay for `take_all`."""
         with self._changed:
             self._closing = True
-            items = list(self._items)
-            self._items.clear()
             self._changed.notify()
-        return items

@@ -1,0 +1,104 @@
+"""The llama engine itself, on the bundled model: what reaches a stream when a request
+cannot start, the waiting list's lock, and the engine's health once its thread dies."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from privserve.config import LlamaConfig
+from privserve.engine.base import GenerationRequest, ModelSpec, OutputConstraint, SamplingParams
+from privserve.engine.llama.engine import LlamaEngine
+from privserve.engine.llama.slots import Placement
+from privserve.engine.llama.waiting import Waiting
+from privserve.errors import InvalidRequest, ShuttingDown
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def engine(model_path: Path) -> Iterator[LlamaEngine]:
+    loaded = LlamaEngine.load(
+        ModelSpec("engine-test", model_path),
+        LlamaConfig(n_ctx=512, parallel=2),
+        max_queued_requests=8,
+    )
+    yield loaded
+    loaded.close()
+
+
+def request(constraint: OutputConstraint | None = None) -> GenerationRequest:
+    sampling = SamplingParams(max_tokens=4, temperature=0.0, constraint=constraint)
+    return GenerationRequest([2, 105, 2364, 107], sampling, "r")
+
+
+async def test_a_client_error_found_when_starting_reaches_the_stream_as_itself(
+    engine: LlamaEngine,
+) -> None:
+    """Queued without the check (which would have answered 400): llama.cpp refuses the
+    grammar on the engine thread, and the stream raises that InvalidRequest, not a 500."""
+    empty_enum = OutputConstraint.json_schema({"enum": []}, param="response_format")
+    stream = engine.generate(request(empty_enum))
+    with pytest.raises(InvalidRequest) as raised:
+        async with asyncio.timeout(30):
+            async for _ in stream:
+                pass
+    assert raised.value.param == "response_format"
+    with pytest.raises(InvalidRequest):
+        engine.check_constraint(empty_enum)
+
+
+async def test_starting_a_request_never_holds_the_lock_the_event_loop_takes(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the engine thread starts a request (copying cache cells, building samplers),
+    another request can still be queued at once."""
+    queued_meanwhile: list[bool] = []
+    loop = asyncio.get_running_loop()
+    start = engine._start
+
+    def start_and_queue(waiting: Waiting, placement: Placement) -> None:
+        if not queued_meanwhile:
+            future = asyncio.run_coroutine_threadsafe(submit_one(), loop)
+            queued_meanwhile.append(future.result(timeout=5))
+        start(waiting, placement)
+
+    async def submit_one() -> bool:
+        engine.generate(request())
+        return True
+
+    monkeypatch.setattr(engine, "_start", start_and_queue)
+    first = engine.generate(request())
+    async with asyncio.timeout(30):
+        async for _ in first:
+            pass
+    assert queued_meanwhile == [True]
+
+
+async def test_health_names_why_once_the_engine_thread_died(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert engine.health() is None
+
+    class Fault(BaseException):
+        """Not an Exception: nothing in the step loop catches it."""
+
+    def die() -> None:
+        raise Fault("simulated fault outside a step")
+
+    monkeypatch.setattr(engine, "_step", die)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # expected: no noise
+    stream = engine.generate(request())
+    async with asyncio.timeout(30):
+        while engine.health() is None:
+            await asyncio.sleep(0.05)
+    reason = engine.health()
+    assert reason is not None and "simulated fault" in reason
+    with pytest.raises(ShuttingDown):  # what was running is told, not left waiting
+        async with asyncio.timeout(30):
+            async for _ in stream:
+                pass
