@@ -45,12 +45,14 @@ serve: install
 	$(BIN)/privserve serve $(SERVE_ARGS)
 
 test: install-dev install-clients
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: install-dev
 	$(BIN)/python bench/chat.py

@@ -18,7 +18,7 @@ import anyio
 
 from privserve.auth.keys import KeyStore, open_key_store
 from privserve.config import Settings
-from privserve.engine.base import EmbeddingEngine, TextEngine
+from privserve.engine.base import EmbeddingEngine, ModelSpec, TextEngine
 from privserve.engine.embedding.engine import BatchedCrossEncoder, BatchedEmbedder
 from privserve.engine.embedding.torch_thread import TorchThread
 from privserve.engine.llama.engine import LlamaEngine
@@ -93,10 +93,10 @@ async def _in_thread(close: Callable[[], None]) -> None:
 async def _open_chat_engines(settings: Settings, stack: AsyncExitStack) -> list[LlamaEngine]:
     """One started engine per configured chat model, each closed by `stack`."""
     opened = []
-    for spec in resolve_chat_models(settings):
+    for file in resolve_chat_models(settings):
         load = functools.partial(
             LlamaEngine.load,
-            spec,
+            ModelSpec(file.model_id, file.path, file.chat_template),
             settings.llama,
             max_queued_requests=settings.server.max_queued_requests,
             request_timeout_s=settings.server.request_timeout_s,

@@ -7,8 +7,8 @@ import gc
 
 import pytest
 
-from privserve.api.schemas.chat import ChatCompletionRequest
-from privserve.api.schemas.completions import CompletionRequest
+from privserve.protocol.chat import ChatCompletionRequest
+from privserve.protocol.completions import CompletionRequest
 from privserve.errors import ContextLengthExceeded
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from privserve.api.schemas.chat import ResponseFormat
+from privserve.protocol.chat import ResponseFormat
 from privserve.engine.llama.grammar import constraint_grammar
 from privserve.errors import InvalidRequest
 from privserve.services.chat import output_constraint

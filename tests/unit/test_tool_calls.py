@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from privserve.api.schemas.chat import ChatCompletionRequest
+from privserve.protocol.chat import ChatCompletionRequest
 from privserve.engine.base import PromptMessage, ToolFormat
 from privserve.engine.llama.grammar import constraint_grammar
 from privserve.services.tools import ToolCallBuffer, ToolPlan, plan_tools, tool_calls_in

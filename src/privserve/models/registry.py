@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from privserve.config import Settings
-from privserve.engine.base import ModelSpec
 from privserve.errors import ModelLoadError
 from privserve.models.bundled import (
     BUNDLED_EMBEDDING_MODELS,
@@ -16,7 +16,17 @@ from privserve.models.bundled import (
 from privserve.models.store import ModelStore
 
 
-def resolve_chat_models(settings: Settings) -> list[ModelSpec]:
+@dataclass(frozen=True)
+class ChatModelFile:
+    """A chat model's GGUF file, the id clients address it by, and its chat template
+    setting (None: the file's own)."""
+
+    model_id: str
+    path: Path
+    chat_template: str | None = None
+
+
+def resolve_chat_models(settings: Settings) -> list[ChatModelFile]:
     """One spec per configured chat model, files in place; `model_id` and `chat_template`
     apply to the first. Two models with one id are refused."""
     specs = [_chat_spec(settings, name, first=i == 0) for i, name in enumerate(settings.model)]
@@ -27,7 +37,7 @@ def resolve_chat_models(settings: Settings) -> list[ModelSpec]:
     return specs
 
 
-def _chat_spec(settings: Settings, name: str, *, first: bool) -> ModelSpec:
+def _chat_spec(settings: Settings, name: str, *, first: bool) -> ChatModelFile:
     """`name` is a bundled model, a registered one or a .gguf path; the file exists after."""
     bundled = BUNDLED_MODELS.get(name)
     registered = _registered(settings, name, "chat")
@@ -45,7 +55,7 @@ def _chat_spec(settings: Settings, name: str, *, first: bool) -> ModelSpec:
                 "one (privserve models list) nor a GGUF file"
             )
         default_id = path.stem
-    return ModelSpec(
+    return ChatModelFile(
         model_id=(settings.model_id if first else None) or default_id,
         path=path,
         chat_template=settings.chat_template if first else None,

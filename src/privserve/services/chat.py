@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from privserve.api.schemas.chat import (
+from privserve.protocol.chat import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionChunk,
@@ -20,7 +20,7 @@ from privserve.api.schemas.chat import (
     ChunkChoice,
     ResponseFormat,
 )
-from privserve.api.schemas.common import Usage
+from privserve.protocol.common import Usage
 from privserve.engine.base import OutputConstraint, PromptMessage, TextEngine, TokenStream
 from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.services.catalog import ModelCatalog

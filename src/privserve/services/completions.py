@@ -10,8 +10,8 @@ from typing import Any, cast
 
 import anyio
 
-from privserve.api.schemas.common import Usage
-from privserve.api.schemas.completions import (
+from privserve.protocol.common import Usage
+from privserve.protocol.completions import (
     Completion,
     CompletionChoice,
     CompletionLogprobs,

@@ -8,7 +8,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from privserve.api.schemas.embeddings import (
+from privserve.protocol.embeddings import (
     Embedding,
     EmbeddingRequest,
     EmbeddingResponse,

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from privserve.api.schemas.common import SamplingFields
+from privserve.protocol.common import SamplingFields
 from privserve.engine.base import (
     FinishReason,
     GenerationRequest,

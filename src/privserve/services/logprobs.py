@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from privserve.api.schemas.chat import ChoiceLogprobs, LogprobEntry, TopLogprobEntry
-from privserve.api.schemas.completions import CompletionLogprobs
+from privserve.protocol.chat import ChoiceLogprobs, LogprobEntry, TopLogprobEntry
+from privserve.protocol.completions import CompletionLogprobs
 from privserve.engine.base import TokenLogprob
 
 

@@ -7,7 +7,7 @@ normalized vectors.
 
 from __future__ import annotations
 
-from privserve.api.schemas.rerank import (
+from privserve.protocol.rerank import (
     LegacyRerankRequest,
     LegacyRerankResult,
     RerankDocument,

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from privserve.api.schemas.chat import (
+from privserve.protocol.chat import (
     ChatCompletionRequest,
     FunctionCall,
     NamedToolChoice,

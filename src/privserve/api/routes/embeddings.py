@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from privserve.api.deps import Embeddings
 from privserve.api.disconnect import unless_disconnected
 from privserve.api.json_route import JsonBodyRoute
-from privserve.api.schemas.embeddings import EmbeddingRequest, EmbeddingResponse
+from privserve.protocol.embeddings import EmbeddingRequest, EmbeddingResponse
 
 router = APIRouter(route_class=JsonBodyRoute)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from privserve.api.deps import Catalog
-from privserve.api.schemas.models import ModelCard, ModelList
+from privserve.protocol.models import ModelCard, ModelList
 from privserve.errors import ModelNotFound
 from privserve.services.catalog import ModelCatalog
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from privserve.api.deps import Rerank
 from privserve.api.disconnect import unless_disconnected
 from privserve.api.json_route import JsonBodyRoute
-from privserve.api.schemas.rerank import (
+from privserve.protocol.rerank import (
     LegacyRerankRequest,
     LegacyRerankResult,
     RerankRequest,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from privserve.api.schemas.common import RequestModel
+from privserve.protocol.common import RequestModel
 
 
 class RerankDocument(RequestModel):

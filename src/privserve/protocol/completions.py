@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from privserve.api.schemas.common import SamplingFields, UsageWhenAsked
+from privserve.protocol.common import SamplingFields, UsageWhenAsked
 
 
 class CompletionRequest(SamplingFields):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from privserve.api.schemas.common import (
+from privserve.protocol.common import (
     RequestModel,
     SamplingFields,
     Usage,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from privserve.api.schemas.common import RequestModel
+from privserve.protocol.common import RequestModel
 
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 
