@@ -7,9 +7,9 @@ import gc
 
 import pytest
 
+from privserve.errors import ContextLengthExceeded
 from privserve.protocol.chat import ChatCompletionRequest
 from privserve.protocol.completions import CompletionRequest
-from privserve.errors import ContextLengthExceeded
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService

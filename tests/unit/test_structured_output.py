@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from privserve.protocol.chat import ResponseFormat
 from privserve.engine.llama.grammar import constraint_grammar
 from privserve.errors import InvalidRequest
+from privserve.protocol.chat import ResponseFormat
 from privserve.services.chat import output_constraint
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from privserve.protocol.chat import ChatCompletionRequest
 from privserve.engine.base import PromptMessage, ToolFormat
 from privserve.engine.llama.grammar import constraint_grammar
+from privserve.protocol.chat import ChatCompletionRequest
 from privserve.services.tools import ToolCallBuffer, ToolPlan, plan_tools, tool_calls_in
 
 TOOL = {

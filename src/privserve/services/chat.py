@@ -10,6 +10,8 @@ from typing import Any
 
 import anyio
 
+from privserve.engine.base import OutputConstraint, PromptMessage, TextEngine, TokenStream
+from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.protocol.chat import (
     ChatChoice,
     ChatCompletion,
@@ -21,8 +23,6 @@ from privserve.protocol.chat import (
     ResponseFormat,
 )
 from privserve.protocol.common import Usage
-from privserve.engine.base import OutputConstraint, PromptMessage, TextEngine, TokenStream
-from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
     check_logit_bias,

@@ -10,6 +10,8 @@ from typing import Any, cast
 
 import anyio
 
+from privserve.engine.base import FinishReason, TextEngine, TokenStream
+from privserve.errors import InvalidRequest
 from privserve.protocol.common import Usage
 from privserve.protocol.completions import (
     Completion,
@@ -17,8 +19,6 @@ from privserve.protocol.completions import (
     CompletionLogprobs,
     CompletionRequest,
 )
-from privserve.engine.base import FinishReason, TextEngine, TokenStream
-from privserve.errors import InvalidRequest
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
     check_logit_bias,

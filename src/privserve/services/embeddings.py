@@ -8,15 +8,15 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from privserve.config import EmbeddingConfig
+from privserve.engine.base import EmbeddingEngine
+from privserve.errors import ContextLengthExceeded, InvalidRequest
 from privserve.protocol.embeddings import (
     Embedding,
     EmbeddingRequest,
     EmbeddingResponse,
     EmbeddingUsage,
 )
-from privserve.config import EmbeddingConfig
-from privserve.engine.base import EmbeddingEngine
-from privserve.errors import ContextLengthExceeded, InvalidRequest
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import check_token_ids
 

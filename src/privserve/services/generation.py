@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from privserve.protocol.common import SamplingFields
 from privserve.engine.base import (
     FinishReason,
     GenerationRequest,
@@ -22,6 +21,7 @@ from privserve.engine.base import (
     TokenStream,
 )
 from privserve.errors import ContextLengthExceeded, EngineError, InvalidRequest
+from privserve.protocol.common import SamplingFields
 
 T = TypeVar("T")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from privserve.engine.base import TokenLogprob
 from privserve.protocol.chat import ChoiceLogprobs, LogprobEntry, TopLogprobEntry
 from privserve.protocol.completions import CompletionLogprobs
-from privserve.engine.base import TokenLogprob
 
 
 def chat_logprobs(entries: Sequence[TokenLogprob]) -> ChoiceLogprobs:

@@ -7,6 +7,8 @@ normalized vectors.
 
 from __future__ import annotations
 
+from privserve.engine.base import RerankEngine
+from privserve.errors import ContextLengthExceeded
 from privserve.protocol.rerank import (
     LegacyRerankRequest,
     LegacyRerankResult,
@@ -18,8 +20,6 @@ from privserve.protocol.rerank import (
     RerankTokens,
     RerankUsage,
 )
-from privserve.engine.base import RerankEngine
-from privserve.errors import ContextLengthExceeded
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import new_id
 

@@ -19,6 +19,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from privserve.engine.base import OutputConstraint, PromptMessage, ToolFormat
+from privserve.engine.schema_limits import check_schema
+from privserve.errors import InvalidRequest
 from privserve.protocol.chat import (
     ChatCompletionRequest,
     FunctionCall,
@@ -26,9 +29,6 @@ from privserve.protocol.chat import (
     Tool,
     ToolCall,
 )
-from privserve.engine.base import OutputConstraint, PromptMessage, ToolFormat
-from privserve.engine.schema_limits import check_schema
-from privserve.errors import InvalidRequest
 
 MAX_PARALLEL_CALLS = 8
 HERMES_OPEN, HERMES_CLOSE = "<tool_call>", "</tool_call>"

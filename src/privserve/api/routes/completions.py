@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request, Response
 from privserve.api.deps import Completions
 from privserve.api.disconnect import unless_disconnected
 from privserve.api.json_route import JsonBodyRoute
-from privserve.protocol.completions import Completion, CompletionRequest
 from privserve.api.sse import sse_response
+from privserve.protocol.completions import Completion, CompletionRequest
 
 router = APIRouter(route_class=JsonBodyRoute)
 

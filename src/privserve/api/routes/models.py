@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from privserve.api.deps import Catalog
-from privserve.protocol.models import ModelCard, ModelList
 from privserve.errors import ModelNotFound
+from privserve.protocol.models import ModelCard, ModelList
 from privserve.services.catalog import ModelCatalog
 
 router = APIRouter()
