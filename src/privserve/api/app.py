@@ -13,6 +13,7 @@ from privserve.api.body_limits import BodyLimits
 from privserve.api.deps import require_api_key
 from privserve.api.draining import Drain, DrainGate
 from privserve.api.errors import install_error_handlers
+from privserve.api.openapi import install_openapi
 from privserve.api.routes import (
     chat,
     completions,
@@ -62,6 +63,7 @@ def create_app(
     app = FastAPI(title="privserve", version=__version__, lifespan=lifespan)
     app.state.drain = drain
     install_error_handlers(app)
+    install_openapi(app)
     # Outermost last: a draining server answers 503 before reading any body.
     app.add_middleware(
         BodyLimits,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from privserve.auth.keys import KeyStore, parse_bearer
 from privserve.errors import InvalidApiKey
@@ -42,7 +43,15 @@ async def _rerank_service(request: Request) -> RerankService:
     return service
 
 
-async def require_api_key(request: Request) -> None:
+# Declares bearer auth in the OpenAPI document; the header is read by `parse_bearer`, which
+# is more forgiving of spacing than FastAPI's own parser.
+_bearer = HTTPBearer(auto_error=False, description="An API key: `privserve keys create`.")
+
+
+async def require_api_key(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
     key_store: KeyStore = request.app.state.key_store
     presented = parse_bearer(request.headers.get("authorization"))
     if presented is None:

@@ -13,7 +13,7 @@ from privserve.protocol.chat import ChatCompletion, ChatCompletionRequest
 router = APIRouter(route_class=JsonBodyRoute)
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses={200: {"model": ChatCompletion}})
 async def create_chat_completion(
     body: ChatCompletionRequest, service: Chat, request: Request
 ) -> ChatCompletion | Response:

@@ -13,7 +13,7 @@ from privserve.protocol.completions import Completion, CompletionRequest
 router = APIRouter(route_class=JsonBodyRoute)
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses={200: {"model": Completion}})
 async def create_completion(
     body: CompletionRequest, service: Completions, request: Request
 ) -> Completion | Response:

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from privserve.api.deps import Catalog
+from privserve.errors import EngineError
 
 router = APIRouter()
 
@@ -22,7 +23,10 @@ async def health(catalog: Catalog) -> dict[str, object] | JSONResponse:
         if (reason := catalog.text_engine(m).health()) is not None
     }
     if failures:
-        return JSONResponse({"status": "failed", "failures": failures}, status_code=503)
+        failed = "; ".join(f"{model}: {reason}" for model, reason in failures.items())
+        error = EngineError(f"an engine cannot serve: {failed}")
+        error.status = 503
+        return JSONResponse(error.to_body(), status_code=503)
     return {
         "status": "ok",
         "models": {m: asdict(catalog.text_engine(m).stats()) for m in catalog.model_ids()},
