@@ -13,8 +13,10 @@ import pytest
 from privserve.config import LlamaConfig
 from privserve.engine.base import GenerationRequest, ModelSpec, OutputConstraint, SamplingParams
 from privserve.engine.llama.engine import LlamaEngine
+from privserve.engine.llama.sequence import RunningSequence
 from privserve.engine.llama.slots import Placement
 from privserve.engine.llama.waiting import Waiting
+from privserve.engine.streams import Outbox
 from privserve.errors import InvalidRequest, ShuttingDown
 
 pytestmark = pytest.mark.model
@@ -59,19 +61,22 @@ async def test_starting_a_request_never_holds_the_lock_the_event_loop_takes(
     another request can still be queued at once."""
     queued_meanwhile: list[bool] = []
     loop = asyncio.get_running_loop()
-    start = engine._start
+    admission = engine._admission
+    start = admission._start
 
-    def start_and_queue(waiting: Waiting, placement: Placement) -> None:
+    def start_and_queue(
+        waiting: Waiting, placement: Placement, outbox: Outbox
+    ) -> tuple[RunningSequence | None, int]:
         if not queued_meanwhile:
             future = asyncio.run_coroutine_threadsafe(submit_one(), loop)
             queued_meanwhile.append(future.result(timeout=5))
-        start(waiting, placement)
+        return start(waiting, placement, outbox)
 
     async def submit_one() -> bool:
         engine.generate(request())
         return True
 
-    monkeypatch.setattr(engine, "_start", start_and_queue)
+    monkeypatch.setattr(admission, "_start", start_and_queue)
     first = engine.generate(request())
     async with asyncio.timeout(30):
         async for _ in first:

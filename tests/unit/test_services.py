@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from privserve.errors import ContextLengthExceeded
+from privserve.errors import ContextLengthExceeded, InvalidRequest
 from privserve.protocol.chat import ChatCompletionRequest
 from privserve.protocol.completions import CompletionRequest
 from privserve.services.catalog import ModelCatalog
@@ -57,3 +57,21 @@ async def test_a_max_tokens_past_the_context_is_fitted_only_when_asked() -> None
     reply = await ChatService(ModelCatalog({"fake": fitted}), fit_max_tokens=True).create(request)
     assert reply.usage.prompt_tokens == 60
     assert reply.usage.completion_tokens == 4 and reply.choices[0].finish_reason == "length"
+
+
+async def test_a_constraint_is_checked_by_the_engine_before_anything_is_queued() -> None:
+    engine = FakeEngine()
+    service = ChatService(ModelCatalog({"fake": engine}))
+    schema = {"type": "object", "properties": {"s": {"type": "string", "maxLength": 10**9}}}
+    request = ChatCompletionRequest.model_validate(
+        {
+            "model": "fake",
+            "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_schema", "json_schema": {"schema": schema}},
+        }
+    )
+    with pytest.raises(InvalidRequest) as raised:
+        await service.create(request)
+    assert raised.value.param == "response_format.json_schema.schema.properties.s.maxLength"
+    assert [c.schema for c in engine.checked] == [schema]
+    assert engine.streams == []  # refused before it was queued

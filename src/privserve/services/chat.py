@@ -6,11 +6,12 @@ import functools
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from privserve.engine.base import OutputConstraint, PromptMessage, TextEngine, TokenStream
+from privserve.engine.base import OutputConstraint, PromptMessage, TokenStream
 from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.protocol.chat import (
     ChatChoice,
@@ -98,14 +99,25 @@ def to_prompt_messages(
     return turns
 
 
+@dataclass(frozen=True)
+class SubmittedChat:
+    """A chat request queued in its engine: what reading its answer needs."""
+
+    model_id: str
+    prompt_tokens: int
+    streams: list[TokenStream]
+    tools: ToolPlan | None  # read again to find the calls in the answer
+
+
 class ChatService:
     def __init__(self, catalog: ModelCatalog, *, fit_max_tokens: bool = False) -> None:
         self._catalog = catalog
         self._fit_max_tokens = fit_max_tokens
 
     async def create(self, request: ChatCompletionRequest) -> ChatCompletion:
-        engine, prompt, streams, tools = await self._submit(request)
-        results = await collect_all(streams)
+        submitted = await self._submit(request)
+        tools = submitted.tools
+        results = await collect_all(submitted.streams)
         completion_tokens = sum(r.completion_tokens for r in results)
         wants_logprobs = bool(request.logprobs)
         choices = []
@@ -124,27 +136,23 @@ class ChatService:
         return ChatCompletion(
             id=new_id("chatcmpl-"),
             created=int(time.time()),
-            model=engine.model_id,
+            model=submitted.model_id,
             choices=choices,
             # The n choices share one prompt: its cache use is the first choice's.
-            usage=Usage.of(len(prompt), completion_tokens, cached_tokens=results[0].cached_tokens),
+            usage=Usage.of(
+                submitted.prompt_tokens, completion_tokens, cached_tokens=results[0].cached_tokens
+            ),
         )
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
         """Validates and queues now (errors raise before any byte is sent), then streams."""
-        engine, prompt, streams, tools = await self._submit(request)
-        return await started(
-            self._chunks(engine.model_id, len(prompt), streams, request.include_usage, tools)
-        )
+        submitted = await self._submit(request)
+        return await started(self._chunks(submitted, request.include_usage))
 
     async def _chunks(
-        self,
-        model_id: str,
-        prompt_tokens: int,
-        streams: list[TokenStream],
-        include_usage: bool,
-        tools: ToolPlan | None,
+        self, submitted: SubmittedChat, include_usage: bool
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        model_id, streams, tools = submitted.model_id, submitted.streams, submitted.tools
         chunk_id, created = new_id("chatcmpl-"), int(time.time())
         usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
 
@@ -196,12 +204,12 @@ class ChatService:
                 created=created,
                 model=model_id,
                 choices=[],
-                usage=Usage.of(prompt_tokens, completion_tokens, cached_tokens=cached_tokens),
+                usage=Usage.of(
+                    submitted.prompt_tokens, completion_tokens, cached_tokens=cached_tokens
+                ),
             )
 
-    async def _submit(
-        self, request: ChatCompletionRequest
-    ) -> tuple[TextEngine, list[int], list[TokenStream], ToolPlan | None]:
+    async def _submit(self, request: ChatCompletionRequest) -> SubmittedChat:
         engine = self._catalog.text_engine(request.model)
         check_logit_bias(engine, request)
         tools = plan_tools(request, engine.tool_format)
@@ -238,5 +246,4 @@ class ChatService:
             top_logprobs=top_logprobs,
             constraint=constraint,
         )
-        streams = submit_all(engine, requests)
-        return engine, prompt, streams, tools
+        return SubmittedChat(engine.model_id, len(prompt), submit_all(engine, requests), tools)

@@ -4,7 +4,8 @@ Each step builds one batch: the next token of every answering sequence first, th
 chunks of newly admitted requests up to the step's token budget (so a long prompt never
 stalls everyone's answers), runs one `llama_decode`, and samples every sequence that needs a
 token. Requests join at the next step and leave as soon as they finish or are cancelled.
-The event loop only submits to the waiting list and reads per-request queues.
+The event loop only submits to the waiting list (`waiting.py`) and reads per-request
+queues; `admission.py` moves waiting requests into slots.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from privserve.engine.base import (
     PromptMessage,
     ToolFormat,
 )
+from privserve.engine.llama.admission import Admission
 from privserve.engine.llama.context import ContextShape, DecodeFailed, LlamaContext
 from privserve.engine.llama.grammar import constraint_grammar, init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
-from privserve.engine.llama.slots import Placement, SlotTable
-from privserve.engine.llama.waiting import Waiting, WaitingList
+from privserve.engine.llama.slots import SlotTable
+from privserve.engine.llama.waiting import WaitingList
 from privserve.engine.streams import GenerationStream, Outbox
 from privserve.errors import EngineError, PrivserveError, RequestTimedOut, ShuttingDown
 
@@ -93,6 +95,7 @@ class LlamaEngine:
         self._outbox = Outbox()
         # Grammars are built when a request is checked and used again when it starts.
         self._grammar_of = functools.lru_cache(maxsize=64)(constraint_grammar)
+        self._admission = Admission(model, self._context, self._slots, self._grammar_of)
         self._grammar_pool = ThreadPoolExecutor(_GRAMMAR_THREADS, f"grammar-{model.spec.model_id}")
         self._failure: str | None = None  # why the engine thread died, if it did
         self._thread = threading.Thread(
@@ -341,64 +344,9 @@ class LlamaEngine:
                 self._release(sequence, self._timed_out())
 
     def _admit(self) -> None:
-        now = time.monotonic()
-        kept: list[Waiting] = []
-        for waiting in self._waiting.take_all():
-            if waiting.stream.is_cancelled():
-                continue
-            if waiting.has_expired(now):
-                self._outbox.put(waiting.stream, self._timed_out())
-                continue
-            placement = self._slots.place(waiting.stream.request.prompt_tokens)
-            if placement is None:
-                kept.append(waiting)
-                continue
-            self._start(waiting, placement)
-        if kept:
-            self._waiting.put_back(kept)
-
-    def _start(self, waiting: Waiting, placement: Placement) -> None:
-        stream = waiting.stream
-        slot, reused = placement.slot, placement.reused
-        if placement.copy_from is not None:
-            self._context.copy_prefix(placement.copy_from.sequence, slot.sequence, reused)
-            slot.cached = placement.copy_from.cached[:reused]
-        else:
-            if not self._context.keep_prefix(slot.sequence, reused):
-                self._context.clear(slot.sequence)
-                reused = 0
-            del slot.cached[reused:]
-        slot.prompt = stream.request.prompt_tokens
+        started, reused = self._admission.admit(self._waiting, self._outbox, self._timed_out)
+        self._running.extend(started)
         self._counters.cached += reused
-        try:
-            sequence = RunningSequence(
-                stream,
-                self._model,
-                slot,
-                cached_tokens=reused,
-                context_length=self._shape.tokens_per_sequence,
-                deadline=waiting.deadline,
-                grammar=self._grammar_sampler(stream.request),
-            )
-        except PrivserveError as exc:  # the client's to read, as itself
-            slot.prompt = ()
-            self._outbox.put(stream, exc)
-            return
-        except Exception:
-            logger.exception("%s: cannot start %s", self.model_id, stream.request.request_id)
-            slot.prompt = ()
-            self._outbox.put(stream, EngineError("cannot start generation; see the server log"))
-            return
-        self._running.append(sequence)
-
-    def _grammar_sampler(self, request: GenerationRequest) -> Any:
-        constraint = request.sampling.constraint
-        if constraint is None:
-            return None
-        grammar = self._grammar_of(constraint)
-        return init_grammar_sampler(
-            self._model.lib, self._model.vocab, grammar, param=constraint.param
-        )
 
     def _release(self, sequence: RunningSequence, error: BaseException | None = None) -> None:
         """Frees the slot; its prompt's cache stays for later prompts that share its prefix.
