@@ -208,3 +208,25 @@ def test_odd_bodies_never_give_a_500(api: TestClient, body: str) -> None:
         assert response.status_code < 500, (path, body, response.text)
         if response.status_code != 200:
             assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_health_is_503_once_an_engine_cannot_serve(api: TestClient, engine: FakeEngine) -> None:
+    assert api.get("/health").status_code == 200
+    engine.health = lambda: "the engine thread failed: Fault()"  # type: ignore[method-assign]
+    response = api.get("/health")
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert "fake: the engine thread failed" in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_a_draining_server_answers_503_with_retry_after(api: TestClient) -> None:
+    drain = api.app.state.drain  # type: ignore[attr-defined]
+    drain.is_draining = True
+    try:
+        response = api.get("/v1/models")
+    finally:
+        drain.is_draining = False
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "shutting_down"
