@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,10 +46,31 @@ def test_models_lists_the_bundled_model(tmp_path: Path) -> None:
     assert "gemma3-270m" in result.stdout
 
 
-def test_serve_refuses_an_unknown_model(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["serve", "--home", str(tmp_path), "--model", "nope.gguf"])
-    assert result.exit_code != 0
-    assert "neither a bundled model" in str(result.exception)
+def test_serve_refuses_an_unknown_model_in_one_line_and_creates_no_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "privserve", "serve", "--home", str(tmp_path), "--model", "nope"],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: no chat model 'nope'") and "gemma3-270m" in line
+    listed = runner.invoke(app, ["keys", "list", "--home", str(tmp_path)])
+    assert "active" not in listed.stdout  # the failed start left no key behind
+
+
+def test_keys_create_quiet_prints_the_key_alone_and_names_are_unique(tmp_path: Path) -> None:
+    home = ["--home", str(tmp_path)]
+    created = runner.invoke(app, ["keys", "create", "--name", "ci", "--quiet", *home])
+    assert created.exit_code == 0
+    assert created.stdout.strip().startswith("sk-ps-") and len(created.stdout.splitlines()) == 1
+    again = runner.invoke(app, ["keys", "create", "--name", "ci", *home])
+    assert again.exit_code != 0
+    assert "named 'ci' already" in str(again.exception)
 
 
 def integration_args(tmp_path: Path, *more: str) -> list[str]:
@@ -98,6 +122,14 @@ def test_integration_commands_refuse_a_bad_alias_and_url(tmp_path: Path) -> None
         app, ["oneapi-channel", *integration_args(tmp_path, "--alias", "nothing")]
     )
     assert bad_alias.exit_code != 0
+    not_served = runner.invoke(
+        app,
+        ["oneapi-channel", *integration_args(tmp_path, "--alias", "qwen=x", "--new-key", "k")],
+    )
+    assert not_served.exit_code == 1 and "does not serve" in not_served.output
+    assert "glm2-q4" in not_served.output  # it names what is served
+    listed = runner.invoke(app, ["keys", "list", "--home", str(tmp_path)])
+    assert "active" not in listed.stdout  # and made no key
     # The last --base-url wins, as with any option given twice.
     bad_url = runner.invoke(app, ["oneapi-channel", *integration_args(tmp_path, "--base-url", "x")])
     assert bad_url.exit_code == 1 and "not an http(s) URL" in bad_url.output

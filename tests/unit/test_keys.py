@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from privserve.auth.keys import (
@@ -15,6 +16,7 @@ from privserve.auth.keys import (
     parse_bearer,
 )
 from privserve.config import Settings
+from privserve.errors import InvalidRequest
 from privserve.storage.db import create_engine, migrate
 
 
@@ -42,7 +44,8 @@ async def test_store_verifies_and_revokes_keys(tmp_path: Path) -> None:
         assert (await store.verify(issued.plaintext)) is not None
         assert await store.verify(issued.plaintext + "x") is None
         assert await store.count_active() == 1
-        assert [r.id for r in await store.revoke("alice")] == [issued.row.id]
+        revoked = await store.revoke("alice")
+        assert revoked is not None and revoked.id == issued.row.id
         assert await store.verify(issued.plaintext) is None
 
 
@@ -88,3 +91,19 @@ async def test_a_remembered_key_is_forgotten_when_another_process_revokes_it(
         assert await server_store.verify(issued.plaintext) is None
         again = await cli_store.create("carol")
         assert await server_store.verify(again.plaintext) is not None
+
+
+async def test_key_names_are_unique_and_a_shared_name_revokes_nothing(tmp_path: Path) -> None:
+    async with open_key_store(Settings(home=tmp_path)) as store:
+        first = await store.create("fastgpt")
+        with pytest.raises(InvalidRequest, match="named 'fastgpt' already"):
+            await store.create("fastgpt")
+        # Databases from before names were unique may hold two keys of one name.
+        await store._repo.add(name="fastgpt", prefix="sk-ps-old", key_hash="0" * 64)
+        with pytest.raises(InvalidRequest, match="matches 2 active keys"):
+            await store.revoke("fastgpt")
+        assert await store.verify(first.plaintext) is not None  # nothing was revoked
+        revoked = await store.revoke(str(first.row.id))
+        assert revoked is not None and await store.verify(first.plaintext) is None
+        assert await store.revoke("fastgpt") is not None  # one left: its name is enough
+        assert (await store.create("fastgpt")).row.name == "fastgpt"  # free again

@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from privserve.config import Settings
+from privserve.errors import InvalidRequest
 from privserve.storage.changes import ChangeCounter, change_counter
 from privserve.storage.db import create_engine, migrate
 from privserve.storage.repos import ActiveKey, ApiKeyRepo
@@ -81,6 +82,14 @@ class KeyStore:
         return self._environment_key is not None
 
     async def create(self, name: str) -> IssuedKey:
+        """A new key under a name no active key has: `keys revoke NAME` must mean one key."""
+        existing = await self._repo.active_named(name)
+        if existing is not None:
+            raise InvalidRequest(
+                f"an active key is named {name!r} already (id {existing.id}); pick another "
+                "name, or revoke that one first",
+                param="name",
+            )
         plaintext = make_key()
         row = await self._repo.add(
             name=name, prefix=key_prefix(plaintext), key_hash=hash_key(plaintext)
@@ -119,8 +128,17 @@ class KeyStore:
     async def count_active(self) -> int:
         return await self._repo.count_active()
 
-    async def revoke(self, ident: str) -> list[ApiKeyRow]:
-        return await self._repo.revoke(ident)
+    async def revoke(self, ident: str) -> ApiKeyRow | None:
+        """Revokes the one active key whose id, name or prefix is `ident`; None when none
+        matches. A name or prefix several keys share revokes nothing: it is an error that
+        lists their ids."""
+        matches = await self._repo.revoke(ident)
+        if len(matches) > 1:
+            ids = ", ".join(str(row.id) for row in matches)
+            raise InvalidRequest(
+                f"{ident!r} matches {len(matches)} active keys (ids {ids}); revoke them by id"
+            )
+        return matches[0] if matches else None
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from rich.console import Console
 from privserve.cli.keys import with_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.config import DEFAULT_PORT, Settings
-from privserve.errors import ModelLoadError, PrivserveError
+from privserve.errors import InvalidRequest, ModelLoadError, PrivserveError
 from privserve.models.registry import (
     resolve_chat_models,
     resolve_embedding_model,
@@ -123,7 +123,7 @@ def _endpoint(
     base_url: str | None,
     key: str | None,
     new_key: str | None,
-    aliases: list[str] | None,
+    aliases: dict[str, str],
     notes: Console,
 ) -> Endpoint:
     if new_key is not None:
@@ -138,7 +138,7 @@ def _endpoint(
             f"No key given: replace {KEY_PLACEHOLDER} with a key from `privserve keys create`, "
             "or run again with --key KEY or --new-key NAME."
         )
-    return Endpoint.parse(base_url or _default_base_url(settings), key, _aliases(aliases))
+    return Endpoint.parse(base_url or _default_base_url(settings), key, aliases)
 
 
 def _emit(document: Any) -> None:
@@ -157,9 +157,22 @@ def _run(
     notes = Console(stderr=True, highlight=False, soft_wrap=True)
     logging.basicConfig(level=logging.WARNING)
     try:
-        # Models first: a setting that fails must not leave a new key behind.
+        # Models and aliases first: a setting that fails must not leave a new key behind.
         models = describe_settings(settings)
-        endpoint = _endpoint(settings, base_url, key, new_key, alias, notes)
+        aliases = _aliases(alias)
+        served = [
+            *(m.model_id for m in models.chat),
+            *(m.model_id for m in models.embedding),
+            *(m.model_id for m in models.rerank),
+        ]
+        unknown = sorted(set(aliases) - set(served))
+        if unknown:
+            raise InvalidRequest(
+                f"--alias names {', '.join(unknown)}, which this server does not serve "
+                f"(it serves {', '.join(dict.fromkeys(served))})",
+                param="alias",
+            )
+        endpoint = _endpoint(settings, base_url, key, new_key, aliases, notes)
     except PrivserveError as exc:
         notes.print(f"Error: {exc.message}", markup=False)
         raise typer.Exit(1) from None

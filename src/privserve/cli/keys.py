@@ -31,12 +31,22 @@ def create(
     name: Annotated[
         str, typer.Option("--name", help="A label to recognize the key by.")
     ] = "default",
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print the key alone, for KEY=$(privserve keys create -q)."
+        ),
+    ] = False,
     config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Create a key and print it once; only its hash is stored."""
+    """Create a key and print it once; only its hash is stored. Names are unique among
+    active keys."""
     settings = settings_from(config, home=home)
     issued = with_key_store(settings, lambda store: store.create(name))
+    if quiet:
+        typer.echo(issued.plaintext)
+        return
     console = make_console()
     console.print(f"Created key [bold]{issued.row.name}[/] (id {issued.row.id}).")
     console.print("Copy it now, it is not shown again:")
@@ -63,12 +73,11 @@ def revoke(
     config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Revoke keys at once: requests using them get 401 from then on."""
+    """Revoke a key at once: requests using it get 401 from then on."""
     settings = settings_from(config, home=home)
-    revoked = with_key_store(settings, lambda store: store.revoke(key))
+    row = with_key_store(settings, lambda store: store.revoke(key))
     console = make_console()
-    if not revoked:
+    if row is None:
         console.print(f"No active key matches {key!r}.", markup=False)
         raise typer.Exit(1)
-    for row in revoked:
-        console.print(f"Revoked key {row.id} ({row.name}, {row.prefix}…).", markup=False)
+    console.print(f"Revoked key {row.id} ({row.name}, {row.prefix}…).", markup=False)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from privserve import __version__
 from privserve.cli import convert, integrations, keys, models
 from privserve.cli.output import make_console
 from privserve.cli.serve import serve
+from privserve.errors import PrivserveError
 
 app = typer.Typer(
     help="Private models behind an OpenAI-compatible API.",
@@ -28,4 +31,9 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except PrivserveError as exc:
+        # A model name, a file or a setting the user can fix: one line, no traceback.
+        make_console(stderr=True).print(f"[red]error:[/red] {exc.message}")
+        sys.exit(1)

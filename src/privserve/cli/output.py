@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 
 
-def make_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+def make_console(*, stderr: bool = False) -> Console:
+    return Console(highlight=False, soft_wrap=True, stderr=stderr)
 
 
 def human_size(size_bytes: int) -> str:

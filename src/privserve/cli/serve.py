@@ -19,6 +19,7 @@ from privserve.cli.keys import with_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import make_console
 from privserve.config import Settings
+from privserve.engine.llama.model import read_gguf_metadata
 from privserve.errors import ModelLoadError
 from privserve.models.registry import (
     resolve_chat_models,
@@ -108,10 +109,22 @@ def run_server(settings: Settings) -> None:
         level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per start is noise
-    issued = with_key_store(settings, _first_key)
+    # Everything that can fail is checked before anything is created: a start that fails
+    # leaves no key behind that was never shown.
     with console.status("Preparing the model file…"):
         specs = resolve_chat_models(settings)
-    sock = _bind(settings.server.host, settings.server.port)
+        for spec in specs:
+            read_gguf_metadata(spec.path)  # a file llama.cpp cannot read fails here, in a line
+    if "model" in settings.embedding.model_fields_set:
+        resolve_embedding_model(settings)  # one the user named must exist
+    resolve_rerank_model(settings)
+    try:
+        sock = _bind(settings.server.host, settings.server.port)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}"
+        ) from None
+    issued = with_key_store(settings, _first_key)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown_host}:{port}/v1"

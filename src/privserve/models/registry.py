@@ -46,19 +46,41 @@ def _chat_spec(settings: Settings, name: str, *, first: bool) -> ChatModelFile:
         default_id = bundled.name
     elif registered is not None:
         path, default_id = registered
-    else:
+    elif Path(name).expanduser().is_file():
         path = Path(name).expanduser()
-        if not path.is_file():
-            known = ", ".join(sorted(BUNDLED_MODELS))
-            raise ModelLoadError(
-                f"model {name!r} is neither a bundled model ({known}), a registered "
-                "one (privserve models list) nor a GGUF file"
-            )
         default_id = path.stem
+    else:
+        path = _converted_precision(settings, name)
+        default_id = name
     return ChatModelFile(
         model_id=(settings.model_id if first else None) or default_id,
         path=path,
         chat_template=settings.chat_template if first else None,
+    )
+
+
+def _converted_precision(settings: Settings, name: str) -> Path:
+    """The one converted precision of the checkpoint `name` (`chatglm2-6b` finds
+    `chatglm2-6b-q4_k_m`); several or none is an error that names what exists."""
+    chat = [m for m in ModelStore(settings.models_dir).all() if m.kind == "chat"]
+    wanted = name.lower()
+    converted = [
+        m
+        for m in chat
+        if (m.source and Path(m.source).name.lower() == wanted)
+        or (m.precision and m.name.lower() == f"{wanted}-{m.precision}")
+    ]
+    if len(converted) == 1:
+        return converted[0].path
+    if converted:
+        names = ", ".join(m.name for m in converted)
+        raise ModelLoadError(
+            f"{name!r} was converted at several precisions ({names}); name the one to serve"
+        )
+    known = ", ".join([*sorted(BUNDLED_MODELS), *(m.name for m in chat)])
+    raise ModelLoadError(
+        f"no chat model {name!r}: not a bundled or registered model (these exist: {known}) "
+        "nor a .gguf file"
     )
 
 

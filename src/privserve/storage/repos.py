@@ -57,8 +57,16 @@ class ApiKeyRepo:
             )
             return int(count or 0)
 
+    async def active_named(self, name: str) -> ApiKeyRow | None:
+        async with self._sessions() as session:
+            row: ApiKeyRow | None = await session.scalar(
+                select(ApiKeyRow).where(ApiKeyRow.name == name, ApiKeyRow.revoked_at.is_(None))
+            )
+            return row
+
     async def revoke(self, ident: str) -> list[ApiKeyRow]:
-        """Revokes the active keys whose id, name or prefix is `ident`; returns them."""
+        """Revokes the active key whose id, name or prefix is `ident` and returns it; when
+        `ident` matches several, revokes none and returns them all."""
         async with self._sessions.begin() as session:
             query = select(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))
             matches = [
@@ -66,6 +74,6 @@ class ApiKeyRepo:
                 for row in (await session.scalars(query)).all()
                 if ident in (str(row.id), row.name, row.prefix)
             ]
-            for row in matches:
-                row.revoked_at = utcnow()
+            if len(matches) == 1:
+                matches[0].revoked_at = utcnow()
         return matches

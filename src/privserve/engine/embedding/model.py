@@ -30,10 +30,27 @@ def load_sentence_transformers(class_name: str, path: Path, what: str) -> Any:
         ) from exc
     if not path.is_dir():
         raise ModelLoadError(f"{what} directory not found: {path}")
+    _quiet_transformers()
     try:
         return getattr(sentence_transformers, class_name)(str(path), device="cpu")
     except Exception as exc:  # sentence-transformers raises many kinds on a bad directory
         raise ModelLoadError(f"cannot load {what} {path}: {exc}") from exc
+
+
+def _quiet_transformers() -> None:
+    # A server's log is no terminal: no "Loading weights" progress bar on every start.
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def embedding_dimension(model: Any) -> int | None:
+    """The vector size; sentence-transformers renamed the method that tells it."""
+    method = getattr(model, "get_embedding_dimension", None)
+    if method is None:
+        method = model.get_sentence_embedding_dimension
+    value = method()
+    return None if value is None else int(value)
 
 
 def trained_to_shorten(path: Path) -> bool:
@@ -48,7 +65,7 @@ class SentenceEmbedder:
 
     def __init__(self, model_id: str, path: Path, *, shortenable: bool | None = None) -> None:
         model = load_sentence_transformers("SentenceTransformer", path, "embedding model")
-        dimensions, max_tokens = model.get_sentence_embedding_dimension(), model.max_seq_length
+        dimensions, max_tokens = embedding_dimension(model), model.max_seq_length
         if dimensions is None or max_tokens is None:
             raise ModelLoadError(f"{path} does not say its vector size or input limit")
         self._model: Any = model
