@@ -58,7 +58,11 @@ def convert_command(
             choice = choose_bits(
                 shape, sixteen, settings.llama.n_ctx * slots, device.free_bytes, device.name
             )
-            console.print(f"--bits auto: {choice.reason}.", markup=False)
+            console.print(
+                f"--bits auto, planning for --ctx-size {settings.llama.n_ctx} × --parallel "
+                f"{slots} (pass serve's values if they differ): {choice.reason}.",
+                markup=False,
+            )
             chosen = choice.bits
         elif bits in ("16", "8", "4"):
             chosen = int(bits)
