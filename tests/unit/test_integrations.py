@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from privserve.api.app import create_app
 from privserve.config import Settings
 from privserve.errors import InvalidRequest
+from privserve.services.catalog import ModelCatalog
 from privserve.services.integrations import (
     FASTGPT_MAX_DIMENSIONS,
     ONE_API_OPENAI_COMPATIBLE,
@@ -19,11 +20,13 @@ from privserve.services.integrations import (
     Endpoint,
     RerankModelInfo,
     ServedModels,
+    describe_catalog,
     fastgpt_config,
     fastgpt_model_json,
     one_api_channel,
 )
 from tests.unit.fake_engine import FakeEngine
+from tests.unit.test_rerank_and_dimensions import FakeEmbedder
 
 MODELS = ServedModels(
     chat=[ChatModelInfo("glm2-q4", 8192), ChatModelInfo("gemma3-270m", 4096)],
@@ -167,3 +170,13 @@ def test_a_wrong_base_url_gets_a_404_that_says_how_to_fix_it(
     response = api.post(path, json={})
     assert response.status_code == 404
     assert hint in response.json()["error"]["message"]
+
+
+def test_model_json_ids_are_unique_with_an_embedding_model_that_also_reranks() -> None:
+    """FastGPT's model table wants each id once: the embedding model's cosine reranker has
+    an id of its own."""
+    catalog = ModelCatalog({}, {"m3e": FakeEmbedder({})})
+    entries = fastgpt_model_json(describe_catalog(catalog), Endpoint.parse("http://h:6006", KEY))
+    ids = [entry["model"] for entry in entries]
+    assert len(ids) == len(set(ids)) and ids == ["m3e", "m3e-rerank"]
+    assert catalog.rerank_engine("m3e-rerank") is catalog.rerank_engine("m3e")

@@ -20,6 +20,7 @@ from privserve.models.registry import (
     resolve_embedding_model,
     resolve_rerank_model,
 )
+from privserve.services.catalog import cosine_rerank_id
 from privserve.services.integrations import (
     ChatModelInfo,
     EmbeddingModelInfo,
@@ -92,7 +93,7 @@ def describe_settings(settings: Settings) -> ServedModels:
         if "model" in settings.embedding.model_fields_set:
             raise
         # `serve` skips a missing default embedding model the same way.
-    rerank = [RerankModelInfo(m.model_id, "cosine") for m in embedding]
+    rerank = [RerankModelInfo(cosine_rerank_id(m.model_id), "cosine") for m in embedding]
     cross_encoder = resolve_rerank_model(settings)
     if cross_encoder is not None:
         rerank.insert(0, RerankModelInfo(cross_encoder[0], "cross-encoder"))

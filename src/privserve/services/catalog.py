@@ -11,6 +11,13 @@ from privserve.engine.embedding.engine import CosineReranker
 from privserve.errors import ModelNotFound
 
 E = TypeVar("E")
+COSINE_RERANK_SUFFIX = "-rerank"
+
+
+def cosine_rerank_id(embedding_model_id: str) -> str:
+    """The id an embedding model reranks under when a model table needs ids of its own
+    (FastGPT's requires unique ones); the embedding model's own id works as well."""
+    return embedding_model_id + COSINE_RERANK_SUFFIX
 
 
 class ModelCatalog:
@@ -28,8 +35,11 @@ class ModelCatalog:
         self._text = dict(text_engines)
         self._embedding = dict(embedding_engines or {})
         self._rerank: dict[str, RerankEngine] = {e.model_id: e for e in cross_encoders}
+        # The cosine rerank ids of embedding models, to the embedding ids.
+        self._cosine_ids: dict[str, str] = {}
         for model_id, engine in sorted(self._embedding.items()):
             self._rerank.setdefault(model_id, CosineReranker(engine))
+            self._cosine_ids.setdefault(cosine_rerank_id(model_id), model_id)
         self.created = int(time.time())
 
     def text_engine(self, model_id: str) -> TextEngine:
@@ -44,7 +54,7 @@ class ModelCatalog:
             if not self._rerank:
                 raise ModelNotFound("this server has no rerank model", param="model")
             return next(iter(self._rerank.values()))
-        return self._find(self._rerank, model_id, "rerank")
+        return self._find(self._rerank, self._cosine_ids.get(model_id, model_id), "rerank")
 
     def _find(self, engines: Mapping[str, E], model_id: str, kind: str) -> E:
         engine = engines.get(model_id)
@@ -66,9 +76,22 @@ class ModelCatalog:
         """Rerank-only models (cross-encoders); embedding models rerank too."""
         return sorted(set(self._rerank) - set(self._embedding))
 
+    def cosine_rerank_ids(self) -> list[str]:
+        """The ids embedding models rerank under (`cosine_rerank_id`)."""
+        return sorted(self._cosine_ids)
+
     def reranker_ids(self) -> list[str]:
-        """Every model that reranks, cross-encoders and embedding models; the default first."""
-        return list(self._rerank)
+        """Every model that reranks, the default first: cross-encoders by their ids,
+        embedding models by their cosine rerank ids."""
+        return [
+            model_id if model_id not in self._embedding else cosine_rerank_id(model_id)
+            for model_id in self._rerank
+        ]
 
     def has(self, model_id: str) -> bool:
-        return model_id in self._text or model_id in self._embedding or model_id in self._rerank
+        return (
+            model_id in self._text
+            or model_id in self._embedding
+            or model_id in self._rerank
+            or model_id in self._cosine_ids
+        )

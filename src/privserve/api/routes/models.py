@@ -16,6 +16,10 @@ COSINE_NOTE = (
     "Embedding model; /v1/rerank with it scores documents by the cosine similarity of "
     "their vectors with the query's."
 )
+COSINE_RERANK_NOTE = (
+    "Reranks with an embedding model: the cosine similarity of each document's vector with "
+    "the query's. Its own id, for model tables that need ids to be unique."
+)
 NO_CHAT_FORMAT_NOTE = (
     "Has no chat format (no template in the file, none known for its architecture): serves "
     "/v1/completions only. Start it with --chat-template to chat with it."
@@ -35,6 +39,13 @@ def card(catalog: ModelCatalog, model_id: str) -> ModelCard:
                 description=NO_CHAT_FORMAT_NOTE,
             )
         return ModelCard(id=model_id, created=catalog.created, capabilities=["chat", "completions"])
+    if model_id in catalog.cosine_rerank_ids():
+        return ModelCard(
+            id=model_id,
+            created=catalog.created,
+            capabilities=["rerank"],
+            description=COSINE_RERANK_NOTE,
+        )
     if model_id in catalog.rerank_model_ids():
         return ModelCard(
             id=model_id,
@@ -52,7 +63,12 @@ def card(catalog: ModelCatalog, model_id: str) -> ModelCard:
 
 @router.get("/models")
 async def list_models(catalog: Catalog) -> ModelList:
-    ids = catalog.model_ids() + catalog.embedding_model_ids() + catalog.rerank_model_ids()
+    ids = (
+        catalog.model_ids()
+        + catalog.embedding_model_ids()
+        + catalog.rerank_model_ids()
+        + catalog.cosine_rerank_ids()
+    )
     return ModelList(data=[card(catalog, m) for m in ids])
 
 
