@@ -133,3 +133,26 @@ def test_integration_commands_refuse_a_bad_alias_and_url(tmp_path: Path) -> None
     # The last --base-url wins, as with any option given twice.
     bad_url = runner.invoke(app, ["oneapi-channel", *integration_args(tmp_path, "--base-url", "x")])
     assert bad_url.exit_code == 1 and "not an http(s) URL" in bad_url.output
+
+
+def test_models_add_tells_a_cross_encoder_from_an_embedding_model(tmp_path: Path) -> None:
+    cross_encoder = tmp_path / "bge-reranker"
+    cross_encoder.mkdir()
+    (cross_encoder / "config.json").write_text(
+        '{"architectures": ["XLMRobertaForSequenceClassification"]}'
+    )
+    embedder = tmp_path / "m3e"
+    embedder.mkdir()
+    (embedder / "modules.json").write_text("[]")
+    (embedder / "config.json").write_text('{"architectures": ["BertModel"]}')
+    unknown = tmp_path / "something"
+    unknown.mkdir()
+    (unknown / "config.json").write_text('{"architectures": ["BertModel"]}')
+    home = ["--home", str(tmp_path / "home")]
+    for name, path, kind in (("r", cross_encoder, "rerank"), ("e", embedder, "embedding")):
+        added = runner.invoke(app, ["models", "add", name, str(path), *home])
+        assert added.exit_code == 0 and f"({kind})" in added.stdout, added.stdout
+    refused = runner.invoke(app, ["models", "add", "x", str(unknown), *home])
+    assert refused.exit_code == 1 and "pass --kind" in refused.stdout
+    forced = runner.invoke(app, ["models", "add", "x", str(unknown), "--kind", "embedding", *home])
+    assert forced.exit_code == 0

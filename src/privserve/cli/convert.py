@@ -17,6 +17,7 @@ from privserve.convert.device import serving_device
 from privserve.convert.estimate import choose_bits, shape_of
 from privserve.convert.pipeline import Converted, Precision, convert, precision_for
 from privserve.convert.toolkit import Toolkit, ensure_toolkit
+from privserve.engine.llama.chat_format import chat_format_label
 from privserve.engine.llama.engine import default_parallel
 from privserve.errors import PrivserveError
 from privserve.models.store import ModelStore, RegisteredModel
@@ -87,7 +88,7 @@ def convert_command(
             precision=precision.label,
             size_bytes=converted.size_bytes,
             context_length=int(context) if context else None,
-            chat_template="embedded" if "tokenizer.chat_template" in converted.metadata else None,
+            chat_template=chat_format_label(converted.metadata),
             architecture=architecture,
             source=str(source.path),
         )

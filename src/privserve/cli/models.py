@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import human_size, make_console
 from privserve.config import Settings
 from privserve.errors import ModelLoadError, PrivserveError
-from privserve.models.bundled import BUNDLED_EMBEDDING_MODELS, BUNDLED_MODELS
+from privserve.models.bundled import BUNDLED_EMBEDDING_MODELS, BUNDLED_MODELS, materialize
 from privserve.models.store import Kind, ModelStore, RegisteredModel
 
 app = typer.Typer(
@@ -60,30 +61,33 @@ def list_models(
         registered = [m.model_dump(mode="json") for m in ModelStore(settings.models_dir).all()]
         typer.echo(json.dumps(registered, indent=2))
         return
-    table = Table()
-    for column in ("name", "kind", "precision", "size", "context", "chat template", "where"):
-        # Names are copied into commands: never cut or wrapped; long paths fold instead.
-        table.add_column(column, no_wrap=column == "name", overflow="fold")
+    # Fits 80 columns: names are copied into commands, so they never wrap; files and the
+    # whole description are in `models show NAME`.
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("name", "kind", "precision", "size", "context", "chat format"):
+        table.add_column(column, no_wrap=column in ("name", "kind"), overflow="fold")
+
+    def add(name: str, model: RegisteredModel | None, kind: str) -> None:
+        if model is None:
+            table.add_row(name, kind, "", "", "", "")
+            return
+        chat = (model.chat_template or "").split(" ")[0].rstrip(":")
+        context = str(model.context_length or "")
+        table.add_row(name, model.kind, model.precision or "", _size(model), context, chat)
+
     for bundled in BUNDLED_MODELS.values():
         path = settings.models_dir / bundled.filename
-        where = str(path) if path.is_file() else "bundled; assembled on first serve"
-        default = " (default)" if bundled.name in settings.model else ""
-        table.add_row(bundled.name + default, "chat", "q4_k_m", "", "", "embedded", where)
+        default = " *" if bundled.name in settings.model else ""
+        described = _describe(bundled.name, path, "chat") if path.is_file() else None
+        add(bundled.name + default, described, "chat")
     for embedding in BUNDLED_EMBEDDING_MODELS.values():
-        default = " (default)" if settings.embedding.model == embedding.name else ""
-        table.add_row(embedding.name + default, "embedding", "", "", "", "", "bundled")
+        default = " *" if settings.embedding.model == embedding.name else ""
+        add(embedding.name + default, None, "embedding")
     for model in ModelStore(settings.models_dir).all():
-        table.add_row(
-            model.name,
-            model.kind,
-            model.precision or "",
-            _size(model),
-            str(model.context_length or ""),
-            model.chat_template or "",
-            str(model.path),
-        )
+        add(model.name, model, model.kind)
     console = make_console()
     console.print(table)
+    console.print("* served by default. Files and details: privserve models show NAME")
     others = [m for m in settings.model if m not in BUNDLED_MODELS]
     if others:
         console.print(f"Configured chat models: {', '.join(others)}", markup=False)
@@ -109,7 +113,7 @@ def add(
     path: Annotated[Path, typer.Argument(help="A .gguf file or a sentence-transformers dir.")],
     kind: Annotated[
         str | None,
-        typer.Option(help="chat, embedding or rerank (default: chat for .gguf, else embedding)."),
+        typer.Option(help="chat, embedding or rerank (default: what the file or dir says)."),
     ] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
@@ -118,10 +122,10 @@ def add(
     settings = settings_from(config, home=home)
     console = make_console()
     path = path.expanduser().resolve()
-    chosen = kind or ("chat" if path.suffix == ".gguf" else "embedding")
-    if chosen not in ("chat", "embedding", "rerank"):
+    if kind is not None and kind not in ("chat", "embedding", "rerank"):
         raise typer.BadParameter("must be chat, embedding or rerank", param_hint="--kind")
     try:
+        chosen = kind or detect_kind(path)
         model = _describe(name, path, chosen)  # type: ignore[arg-type]
     except PrivserveError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
@@ -153,15 +157,54 @@ def remove(
 
 
 def _get(settings: Settings, name: str) -> RegisteredModel:
+    """A registered model, or a bundled one described from its file as the server uses it."""
+    bundled = BUNDLED_MODELS.get(name)
+    if bundled is not None:
+        return _describe(name, materialize(bundled, settings.models_dir), "chat")
     model = ModelStore(settings.models_dir).get(name)
     if model is None:
-        make_console().print(f"[red]error:[/red] no registered model named {name!r}")
+        known = ", ".join(
+            [*BUNDLED_MODELS, *(m.name for m in ModelStore(settings.models_dir).all())]
+        )
+        make_console().print(
+            f"[red]error:[/red] no bundled or registered model named {name!r} (these exist: "
+            f"{known})"
+        )
         raise typer.Exit(1)
     return model
 
 
+def detect_kind(path: Path) -> str:
+    """chat for a .gguf file; for a directory, what its files say it is: a cross-encoder
+    (a sequence-classification model) reranks, a sentence-transformers pipeline embeds.
+    Anything else is an error: a wrong guess would serve a reranker as an embedder."""
+    if path.suffix == ".gguf":
+        return "chat"
+    st_config = _json_file(path / "config_sentence_transformers.json")
+    if str(st_config.get("model_type", "")).lower() == "crossencoder":
+        return "rerank"
+    if (path / "modules.json").is_file():
+        return "embedding"
+    architectures = _json_file(path / "config.json").get("architectures") or []
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        return "rerank"
+    raise ModelLoadError(
+        f"cannot tell what {path} is (no modules.json of a sentence-transformers embedding "
+        "model, no sequence-classification config of a cross-encoder); pass --kind"
+    )
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _describe(name: str, path: Path, kind: Kind) -> RegisteredModel:
     if kind == "chat":
+        from privserve.engine.llama.chat_format import chat_format_label
         from privserve.engine.llama.model import read_gguf_metadata  # loads llama.cpp
 
         if not path.is_file():
@@ -176,7 +219,7 @@ def _describe(name: str, path: Path, kind: Kind) -> RegisteredModel:
             precision=FILE_TYPES.get(metadata.get("general.file_type", "")),
             size_bytes=path.stat().st_size,
             context_length=int(context) if context else None,
-            chat_template="embedded" if "tokenizer.chat_template" in metadata else None,
+            chat_template=chat_format_label(metadata),
             architecture=architecture or None,
         )
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():

@@ -176,6 +176,16 @@ def select_chat_format(
     return None
 
 
+def chat_format_label(metadata: Mapping[str, str]) -> str:
+    """Which chat format a server would use for a GGUF with this metadata, for people."""
+    if metadata.get("tokenizer.chat_template"):
+        return "embedded"
+    known = FORMAT_BY_ARCHITECTURE.get(metadata.get("general.architecture", ""))
+    if known is not None:
+        return f"{known} (by architecture)"
+    return "none: completions only"
+
+
 def no_chat_format(model_id: str, architecture: str) -> InvalidRequest:
     return InvalidRequest(
         f"the model {model_id!r} (architecture {architecture!r}) stores no chat template and "
