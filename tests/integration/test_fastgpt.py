@@ -4,6 +4,9 @@ requests FastGPT sends with them (chat, stream, tools, JSON output, embeddings, 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -268,6 +271,59 @@ def test_the_running_server_gives_the_same_entries(
     assert served["fastgpt"]["config_json"] == config
     assert served["base_url"] == server.base_url
     assert served["one_api"]["models"] == f"{MODEL_ID},{EMBED_ID}"
+
+
+def test_the_commands_read_a_running_server_with_its_aliases(
+    server: RunningServer, api_key: str, model_json: list[dict[str, Any]]
+) -> None:
+    """`--server` prints what the server really serves; an alias there is served there, so
+    every direct entry answers under the name it shows."""
+    read = privserve_json(
+        server,
+        "fastgpt-config",
+        "--server",
+        server.root_url,
+        "--key",
+        api_key,
+        "--format",
+        "model-json",
+        "--base-url",
+        server.base_url,
+    )
+    assert read == model_json
+    channel = privserve_json(
+        server,
+        "oneapi-channel",
+        "--server",
+        server.base_url,
+        "--key",
+        api_key,
+        "--alias",
+        f"{MODEL_ID}=chatglm2",
+    )
+    assert channel["models"].split(",")[0] == "chatglm2"
+    assert channel["model_mapping"] == {"chatglm2": MODEL_ID}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "privserve",
+            "oneapi-channel",
+            "--server",
+            server.root_url,
+            "--key",
+            api_key,
+            "--alias",
+            "qwen=x",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert refused.returncode == 1 and "does not serve" in refused.stderr
+    assert MODEL_ID in refused.stderr
 
 
 def test_fit_max_tokens_turns_an_overlong_request_into_a_cut_answer(

@@ -180,3 +180,12 @@ def test_model_json_ids_are_unique_with_an_embedding_model_that_also_reranks() -
     ids = [entry["model"] for entry in entries]
     assert len(ids) == len(set(ids)) and ids == ["m3e", "m3e-rerank"]
     assert catalog.rerank_engine("m3e-rerank") is catalog.rerank_engine("m3e")
+
+
+def test_model_json_entries_call_this_server_by_its_own_ids_and_show_the_alias() -> None:
+    endpoint = Endpoint.parse("http://h:6006", KEY, {"glm2-q4": "chatglm2"})
+    entries = fastgpt_model_json(MODELS, endpoint)
+    [glm] = [e for e in entries if e["model"] == "glm2-q4"]
+    assert glm["metadata"]["name"] == "chatglm2" and glm["metadata"]["model"] == "glm2-q4"
+    config = fastgpt_config(MODELS, endpoint)  # through One API, which maps the alias back
+    assert "chatglm2" in [e["model"] for e in config["llmModels"]]

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 import typer
 from rich.console import Console
@@ -29,6 +32,7 @@ from privserve.services.integrations import (
     ServedModels,
     fastgpt,
     one_api_channel,
+    parse_aliases,
 )
 
 KEY_PLACEHOLDER = "sk-ps-REPLACE-WITH-A-PRIVSERVE-KEY"
@@ -54,6 +58,15 @@ AliasOption = Annotated[
     typer.Option(
         "--alias",
         help="SERVED_ID=NAME: show a model under another name (One API maps it back); repeatable.",
+    ),
+]
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        help="A running privserve's URL: print what it really serves (its "
+        "/v1/privserve/integrations, read with --key) instead of what the settings describe.",
     ),
 ]
 
@@ -109,16 +122,6 @@ def _default_base_url(settings: Settings) -> str:
     return f"http://{shown}:{port}"
 
 
-def _aliases(pairs: list[str] | None) -> dict[str, str]:
-    aliases = {}
-    for pair in pairs or []:
-        served, sep, name = pair.partition("=")
-        if not sep or not served.strip() or not name.strip():
-            raise typer.BadParameter(f"{pair!r} is not SERVED_ID=NAME", param_hint="--alias")
-        aliases[served.strip()] = name.strip()
-    return aliases
-
-
 def _endpoint(
     settings: Settings,
     base_url: str | None,
@@ -147,6 +150,32 @@ def _emit(document: Any) -> None:
     typer.echo(json.dumps(document, ensure_ascii=False, indent=2))
 
 
+def read_server(
+    server: str, base_url: str | None, key: str | None, alias: list[str] | None
+) -> dict[str, Any]:
+    """A running server's integrations document, read with `key`."""
+    if not key:
+        raise InvalidRequest("reading a running server needs a key: --key KEY", param="key")
+    query = [("base_url", base_url)] if base_url else []
+    query += [("alias", pair) for pair in alias or ()]
+    root = server.rstrip("/").removesuffix("/v1")
+    url = f"{root}/v1/privserve/integrations" + (f"?{urlencode(query)}" if query else "")
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            document: dict[str, Any] = json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        raise InvalidRequest(f"{server} answered: {message}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InvalidRequest(f"cannot reach {server}: {reason}") from None
+    return document
+
+
 def _run(
     build: Any,
     settings: Settings,
@@ -154,25 +183,31 @@ def _run(
     key: str | None,
     new_key: str | None,
     alias: list[str] | None,
+    server: str | None = None,
+    pick: Any = None,
 ) -> None:
     notes = Console(stderr=True, highlight=False, soft_wrap=True)
     logging.basicConfig(level=logging.WARNING)
+    if server is not None:
+        try:
+            if new_key is not None:
+                raise InvalidRequest(
+                    "--new-key makes a key in this machine's database; with --server, "
+                    "pass a key of that server with --key",
+                    param="new_key",
+                )
+            if key is None and settings.api_key is not None:
+                key = settings.api_key.get_secret_value()
+            document = read_server(server, base_url, key, alias)
+        except PrivserveError as exc:
+            notes.print(f"Error: {exc.message}", markup=False)
+            raise typer.Exit(1) from None
+        _emit(pick(document))
+        return
     try:
         # Models and aliases first: a setting that fails must not leave a new key behind.
         models = describe_settings(settings)
-        aliases = _aliases(alias)
-        served = [
-            *(m.model_id for m in models.chat),
-            *(m.model_id for m in models.embedding),
-            *(m.model_id for m in models.rerank),
-        ]
-        unknown = sorted(set(aliases) - set(served))
-        if unknown:
-            raise InvalidRequest(
-                f"--alias names {', '.join(unknown)}, which this server does not serve "
-                f"(it serves {', '.join(dict.fromkeys(served))})",
-                param="alias",
-            )
+        aliases = parse_aliases(alias, models)
         endpoint = _endpoint(settings, base_url, key, new_key, aliases, notes)
     except PrivserveError as exc:
         notes.print(f"Error: {exc.message}", markup=False)
@@ -201,6 +236,7 @@ def _settings(
 
 
 def fastgpt_config(
+    server: ServerOption = None,
     base_url: BaseUrlOption = None,
     fmt: Annotated[
         Literal["config-json", "model-json"],
@@ -223,10 +259,21 @@ def fastgpt_config(
 ) -> None:
     """Print FastGPT's model entries for the models privserve serves."""
     settings = _settings(config, home, model, model_id, ctx_size, embedding_model, rerank_model)
-    _run(lambda m, e: fastgpt(m, e, fmt), settings, base_url, key, new_key, alias)
+    part = "config_json" if fmt == "config-json" else "model_json"
+    _run(
+        lambda m, e: fastgpt(m, e, fmt),
+        settings,
+        base_url,
+        key,
+        new_key,
+        alias,
+        server,
+        lambda document: document["fastgpt"][part],
+    )
 
 
 def oneapi_channel(
+    server: ServerOption = None,
     base_url: BaseUrlOption = None,
     key: KeyOption = None,
     new_key: NewKeyOption = None,
@@ -241,7 +288,16 @@ def oneapi_channel(
 ) -> None:
     """Print the One API channel to create for privserve."""
     settings = _settings(config, home, model, model_id, ctx_size, embedding_model, rerank_model)
-    _run(one_api_channel, settings, base_url, key, new_key, alias)
+    _run(
+        one_api_channel,
+        settings,
+        base_url,
+        key,
+        new_key,
+        alias,
+        server,
+        lambda document: document["one_api"],
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -80,6 +80,30 @@ class Endpoint:
         return self.aliases.get(model_id, model_id)
 
 
+def parse_aliases(pairs: Sequence[str] | None, models: ServedModels) -> dict[str, str]:
+    """`SERVED_ID=NAME` pairs as a mapping; an alias of a model not served is an error that
+    names the ones that are."""
+    aliases: dict[str, str] = {}
+    for pair in pairs or ():
+        served, sep, name = pair.partition("=")
+        if not sep or not served.strip() or not name.strip():
+            raise InvalidRequest(f"{pair!r} is not SERVED_ID=NAME", param="alias")
+        aliases[served.strip()] = name.strip()
+    ids = [
+        *(m.model_id for m in models.chat),
+        *(m.model_id for m in models.embedding),
+        *(m.model_id for m in models.rerank),
+    ]
+    unknown = sorted(set(aliases) - set(ids))
+    if unknown:
+        raise InvalidRequest(
+            f"--alias names {', '.join(unknown)}, which this server does not serve "
+            f"(it serves {', '.join(dict.fromkeys(ids))})",
+            param="alias",
+        )
+    return aliases
+
+
 def describe_catalog(catalog: ModelCatalog) -> ServedModels:
     """The running server's models, with the sizes its engines report."""
     chat = [ChatModelInfo(m, catalog.text_engine(m).context_length) for m in catalog.model_ids()]
@@ -191,11 +215,24 @@ def fastgpt_model_json(models: ServedModels, endpoint: Endpoint) -> list[dict[st
         }
         return {"model": body["model"], "metadata": metadata}
 
-    config = fastgpt_config(models, endpoint)
+    # FastGPT sends `model` to the requestUrl, which is this server: its own id goes there,
+    # and an alias only into `name`, the name people see.
+    def own_id(served: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "model": served}
+
+    llm = [own_id(m.model_id, _llm_entry(m, endpoint.public_name(m.model_id))) for m in models.chat]
+    vector = [
+        own_id(m.model_id, _vector_entry(m, endpoint.public_name(m.model_id)))
+        for m in models.embedding
+    ]
+    rerank = [
+        own_id(m.model_id, _rerank_entry(m, endpoint.public_name(m.model_id), endpoint))
+        for m in models.rerank[:1]
+    ]
     return (
-        [entry("llm", e, "chat/completions") for e in config["llmModels"]]
-        + [entry("embedding", e, "embeddings") for e in config["vectorModels"]]
-        + [entry("rerank", e, "rerank") for e in config["reRankModels"][:1]]
+        [entry("llm", e, "chat/completions") for e in llm]
+        + [entry("embedding", e, "embeddings") for e in vector]
+        + [entry("rerank", e, "rerank") for e in rerank]
     )
 
 

@@ -9,7 +9,12 @@ from fastapi import APIRouter, Query, Request
 
 from privserve.api.deps import Catalog
 from privserve.auth.keys import parse_bearer
-from privserve.services.integrations import Endpoint, describe_catalog, integrations
+from privserve.services.integrations import (
+    Endpoint,
+    describe_catalog,
+    integrations,
+    parse_aliases,
+)
 
 router = APIRouter()
 
@@ -25,8 +30,13 @@ async def get_integrations(
             "request's own."
         ),
     ] = None,
+    alias: Annotated[
+        list[str] | None,
+        Query(description="SERVED_ID=NAME: show a model under another name; repeatable."),
+    ] = None,
 ) -> dict[str, Any]:
     # The key check already ran: the header holds the caller's valid key.
     key = parse_bearer(request.headers.get("authorization")) or ""
-    endpoint = Endpoint.parse(base_url or str(request.base_url), key)
-    return integrations(describe_catalog(catalog), endpoint)
+    models = describe_catalog(catalog)
+    endpoint = Endpoint.parse(base_url or str(request.base_url), key, parse_aliases(alias, models))
+    return integrations(models, endpoint)
