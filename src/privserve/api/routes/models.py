@@ -30,35 +30,26 @@ CROSS_ENCODER_NOTE = (
 
 
 def card(catalog: ModelCatalog, model_id: str) -> ModelCard:
-    if model_id in catalog.model_ids():
-        if not catalog.text_engine(model_id).has_chat_format:
-            return ModelCard(
-                id=model_id,
-                created=catalog.created,
-                capabilities=["completions"],
-                description=NO_CHAT_FORMAT_NOTE,
-            )
-        return ModelCard(id=model_id, created=catalog.created, capabilities=["chat", "completions"])
-    if model_id in catalog.cosine_rerank_ids():
-        return ModelCard(
-            id=model_id,
-            created=catalog.created,
-            capabilities=["rerank"],
-            description=COSINE_RERANK_NOTE,
-        )
-    if model_id in catalog.rerank_model_ids():
-        return ModelCard(
-            id=model_id,
-            created=catalog.created,
-            capabilities=["rerank"],
-            description=CROSS_ENCODER_NOTE,
-        )
+    capabilities, description = _what(catalog, model_id)
     return ModelCard(
         id=model_id,
         created=catalog.created,
-        capabilities=["embeddings", "rerank"],
-        description=COSINE_NOTE,
+        capabilities=capabilities,
+        description=description,
     )
+
+
+def _what(catalog: ModelCatalog, model_id: str) -> tuple[list[str], str | None]:
+    """What a model serves, and how, when that needs saying."""
+    if model_id in catalog.model_ids():
+        if not catalog.text_engine(model_id).has_chat_format:
+            return ["completions"], NO_CHAT_FORMAT_NOTE
+        return ["chat", "completions"], None
+    if model_id in catalog.cosine_rerank_ids():
+        return ["rerank"], COSINE_RERANK_NOTE
+    if model_id in catalog.rerank_model_ids():
+        return ["rerank"], CROSS_ENCODER_NOTE
+    return ["embeddings", "rerank"], COSINE_NOTE
 
 
 @router.get("/models")
