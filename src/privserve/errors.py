@@ -9,7 +9,8 @@
     │   ├── MethodNotAllowed        405 code=method_not_allowed
     │   ├── BodyTimedOut            408 code=request_timeout
     │   ├── BodyTooLarge            413 code=request_too_large
-    │   └── InvalidApiKey           401 code=invalid_api_key
+    │   ├── InvalidApiKey           401 code=invalid_api_key
+    │   └── PermissionDenied        403 code=permission_denied
     ├── Overloaded                  429 code=server_busy (sent with Retry-After)
     ├── RequestTimedOut             504 code=timeout
     ├── ShuttingDown                503 code=shutting_down (draining after SIGTERM)
@@ -87,6 +88,15 @@ class BodyTooLarge(InvalidRequest):
 class InvalidApiKey(InvalidRequest):
     status = 401
     code = "invalid_api_key"
+
+
+class PermissionDenied(InvalidRequest):
+    """A valid key used where it may not be: from a network it is not allowed, or for an
+    admin operation by an ordinary key."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
 
 
 class Overloaded(PrivserveError):

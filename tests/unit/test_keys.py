@@ -55,7 +55,7 @@ async def test_the_environment_key_is_valid_exactly_while_the_environment_carrie
     with_env = Settings(home=tmp_path, api_key="from-env")  # type: ignore[arg-type]
     async with open_key_store(with_env) as store:
         found = await store.verify("from-env")
-        assert found is not None and found.id == ENV_KEY_ID
+        assert found is not None and found.key_id == ENV_KEY_ID
         assert await store.count_active() == 0  # never stored
     async with open_key_store(Settings(home=tmp_path)) as store:
         assert await store.verify("from-env") is None
@@ -65,12 +65,17 @@ async def test_keys_an_older_start_stored_from_the_environment_are_revoked(
     tmp_path: Path,
 ) -> None:
     settings = Settings(home=tmp_path)
-    async with open_key_store(settings) as store:
-        await store.create(ENV_KEY_NAME)  # as start-up stored PRIVSERVE_API_KEY's key before
     db = create_engine(settings.database_url)
     try:
-        async with db.begin() as connection:  # back to the revision before the fix
-            await connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        await migrate(db, "0001")  # a database from before the fix
+        async with db.begin() as connection:  # as start-up stored PRIVSERVE_API_KEY's key
+            await connection.execute(
+                text(
+                    "INSERT INTO api_keys (name, prefix, key_hash, created_at) "
+                    "VALUES (:name, 'sk-ps-x', :hash, CURRENT_TIMESTAMP)"
+                ),
+                {"name": ENV_KEY_NAME, "hash": "0" * 64},
+            )
         await migrate(db)
     finally:
         await db.dispose()

@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from privserve.auth.access import KeyAccess
 from privserve.auth.keys import KeyStore, parse_bearer
-from privserve.errors import InvalidApiKey
+from privserve.errors import InvalidApiKey, ModelNotFound, PermissionDenied
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
@@ -58,13 +59,33 @@ async def require_api_key(
         raise InvalidApiKey(
             "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
         )
-    row = await key_store.verify(presented)
-    if row is None:
+    access = await key_store.verify(presented)
+    if access is None:
         raise InvalidApiKey(f"Incorrect API key provided: {presented[:6]}****.")
-    request.state.api_key_id = row.id
+    if access.has_expired():
+        raise InvalidApiKey(f"The API key {presented[:6]}**** has expired.")
+    client = request.client.host if request.client else None
+    if not access.allows_address(client):
+        raise PermissionDenied(f"This API key may not be used from {client}.")
+    request.state.access = access
+
+
+def require_model(access: KeyAccess, model_id: str) -> None:
+    """A model outside the key's list does not exist, as far as the key can tell."""
+    if not access.allows_model(model_id):
+        raise ModelNotFound(
+            f"The model `{model_id}` does not exist or you do not have access to it.",
+            param="model",
+        )
+
+
+async def _access(request: Request) -> KeyAccess:
+    access: KeyAccess = request.state.access
+    return access
 
 
 Catalog = Annotated[ModelCatalog, Depends(_catalog)]
+Access = Annotated[KeyAccess, Depends(_access)]
 Chat = Annotated[ChatService, Depends(_chat_service)]
 Completions = Annotated[CompletionService, Depends(_completion_service)]
 Embeddings = Annotated[EmbeddingService, Depends(_embedding_service)]

@@ -8,7 +8,9 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
+from privserve.auth.access import KeyAccess, as_json, from_json
 from privserve.config import Settings
 from privserve.errors import InvalidRequest
 from privserve.storage.changes import ChangeCounter, change_counter
@@ -81,8 +83,18 @@ class KeyStore:
     def has_environment_key(self) -> bool:
         return self._environment_key is not None
 
-    async def create(self, name: str) -> IssuedKey:
-        """A new key under a name no active key has: `keys revoke NAME` must mean one key."""
+    async def create(
+        self,
+        name: str,
+        *,
+        owner: str | None = None,
+        expires_at: datetime | None = None,
+        is_admin: bool = False,
+        models: Sequence[str] = (),
+        networks: Sequence[str] = (),
+    ) -> IssuedKey:
+        """A new key under a name no active key has: `keys revoke NAME` must mean one key.
+        `models` and `networks` are already validated (`auth.access`); empty: any."""
         existing = await self._repo.active_named(name)
         if existing is not None:
             raise InvalidRequest(
@@ -92,11 +104,19 @@ class KeyStore:
             )
         plaintext = make_key()
         row = await self._repo.add(
-            name=name, prefix=key_prefix(plaintext), key_hash=hash_key(plaintext)
+            name=name,
+            prefix=key_prefix(plaintext),
+            key_hash=hash_key(plaintext),
+            owner=owner,
+            expires_at=expires_at,
+            is_admin=is_admin,
+            models=as_json(models),
+            networks=as_json(networks),
         )
         return IssuedKey(row, plaintext)
 
-    async def verify(self, presented: str) -> ActiveKey | None:
+    async def verify(self, presented: str) -> KeyAccess | None:
+        """What the presented key may do; None when no active key matches."""
         digest = hash_key(presented)
         found = None
         candidates = list(await self._active_with_prefix(key_prefix(presented)))
@@ -106,7 +126,15 @@ class KeyStore:
             # Check every candidate so timing does not depend on which one matched.
             if hmac.compare_digest(row.key_hash, digest):
                 found = row
-        return found
+        if found is None:
+            return None
+        return KeyAccess(
+            key_id=found.id,
+            is_admin=found.is_admin,
+            models=from_json(found.models),
+            networks=from_json(found.networks),
+            expires_at=found.expires_at,
+        )
 
     async def _active_with_prefix(self, prefix: str) -> Sequence[ActiveKey]:
         if self._changes is None:

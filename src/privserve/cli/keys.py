@@ -1,4 +1,4 @@
-"""`privserve keys create|list|revoke`: manage API keys in the database."""
+"""`privserve keys create|list|show|revoke`: manage API keys in the database."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from rich import box
 from rich.table import Table
 
+from privserve.auth import access
 from privserve.auth.keys import KeyStore, open_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import make_console
@@ -31,6 +33,22 @@ def create(
     name: Annotated[
         str, typer.Option("--name", help="A label to recognize the key by.")
     ] = "default",
+    owner: Annotated[
+        str | None, typer.Option(help="Who the key is for (a person, a team, an app).")
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(help="Models it may use: ids or * patterns, commas between; default: all."),
+    ] = None,
+    networks: Annotated[
+        str | None,
+        typer.Option(help="Client networks it may be used from (CIDR, commas); default: any."),
+    ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="When it stops working: 30d, 12h, 90m, 2w, or an ISO date."),
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="It may manage keys.")] = False,
     quiet: Annotated[
         bool,
         typer.Option(
@@ -43,7 +61,21 @@ def create(
     """Create a key and print it once; only its hash is stored. Names are unique among
     active keys."""
     settings = settings_from(config, home=home)
-    issued = with_key_store(settings, lambda store: store.create(name))
+    # Every setting is checked before anything is written.
+    allowed_models = access.model_patterns(models)
+    allowed_networks = access.networks(networks)
+    expires_at = access.expiry(expires)
+    issued = with_key_store(
+        settings,
+        lambda store: store.create(
+            name,
+            owner=owner,
+            expires_at=expires_at,
+            is_admin=admin,
+            models=allowed_models,
+            networks=allowed_networks,
+        ),
+    )
     if quiet:
         typer.echo(issued.plaintext)
         return
@@ -58,13 +90,50 @@ def list_keys(config: ConfigOption = None, home: HomeOption = None) -> None:
     """List keys by id, name and prefix (keys themselves are never stored)."""
     settings = settings_from(config, home=home)
     rows = with_key_store(settings, lambda store: store.all())
-    table = Table("id", "name", "prefix", "created", "status")
+    table = Table("id", "name", "prefix", "models", "expires", "status", box=box.SIMPLE_HEAD)
     for row in rows:
         status = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
-        table.add_row(
-            str(row.id), row.name, row.prefix + "…", f"{row.created_at:%Y-%m-%d %H:%M}", status
-        )
+        if row.is_admin and not row.revoked_at:
+            status += ", admin"
+        expires = f"{row.expires_at:%Y-%m-%d %H:%M}" if row.expires_at else ""
+        allowed = ",".join(access.from_json(row.models)) or "all"
+        table.add_row(str(row.id), row.name, row.prefix + "…", allowed, expires, status)
     make_console().print(table)
+
+
+@app.command("show")
+def show(
+    key: Annotated[str, typer.Argument(help="The key's id, name or prefix.")],
+    config: ConfigOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Everything stored about one key (never the key itself: only its hash is kept)."""
+    settings = settings_from(config, home=home)
+    rows = with_key_store(settings, lambda store: store.all())
+    matches = [r for r in rows if key in (str(r.id), r.name, r.prefix)]
+    active = [r for r in matches if r.revoked_at is None] or matches
+    if len(active) != 1:
+        make_console(stderr=True).print(
+            f"error: {key!r} matches {len(active)} keys" if active else f"error: no key {key!r}",
+            markup=False,
+        )
+        raise typer.Exit(1)
+    [row] = active
+    console = make_console()
+    fields = {
+        "id": row.id,
+        "name": row.name,
+        "owner": row.owner or "",
+        "prefix": row.prefix + "…",
+        "admin": "yes" if row.is_admin else "no",
+        "models": ", ".join(access.from_json(row.models)) or "all",
+        "networks": ", ".join(access.from_json(row.networks)) or "any",
+        "created": f"{row.created_at:%Y-%m-%d %H:%M}",
+        "expires": f"{row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "never",
+        "status": f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active",
+    }
+    for field, value in fields.items():
+        console.print(f"{field}: {value}", markup=False)
 
 
 @app.command("revoke")

@@ -32,7 +32,7 @@ async def _first_key(store: KeyStore) -> IssuedKey | None:
     """There is no default secret: with no key at all, make one to show once."""
     if store.has_environment_key or await store.count_active() > 0:
         return None
-    return await store.create("default")
+    return await store.create("default", is_admin=True)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -20,14 +20,14 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url)
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Brings the schema to the newest revision; safe to run on every start."""
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Brings the schema to `revision` (the newest by default); safe to run on every start."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(_upgrade, revision)
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)

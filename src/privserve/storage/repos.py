@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from privserve.storage.tables import ApiKeyRow, utcnow
 
-_ACTIVE_WITH_PREFIX = select(ApiKeyRow.id, ApiKeyRow.key_hash).where(
-    ApiKeyRow.prefix == bindparam("prefix"), ApiKeyRow.revoked_at.is_(None)
-)
+_ACTIVE_WITH_PREFIX = select(
+    ApiKeyRow.id,
+    ApiKeyRow.key_hash,
+    ApiKeyRow.is_admin,
+    ApiKeyRow.models,
+    ApiKeyRow.networks,
+    ApiKeyRow.expires_at,
+).where(ApiKeyRow.prefix == bindparam("prefix"), ApiKeyRow.revoked_at.is_(None))
 
 
 class ActiveKey(NamedTuple):
-    """What a request's key check needs: which key, and the hash to compare."""
+    """What a request's key check needs: which key, the hash to compare, what it may do."""
 
     id: int
     key_hash: str
+    is_admin: bool = False
+    models: str = "[]"  # JSON list
+    networks: str = "[]"  # JSON list
+    expires_at: datetime | None = None
 
 
 class ApiKeyRepo:
@@ -27,9 +37,11 @@ class ApiKeyRepo:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    async def add(self, *, name: str, prefix: str, key_hash: str) -> ApiKeyRow:
+    async def add(self, *, name: str, prefix: str, key_hash: str, **access: Any) -> ApiKeyRow:
+        """A new key row; `access` holds the optional columns (owner, expires_at, is_admin,
+        models, networks)."""
         async with self._sessions.begin() as session:
-            row = ApiKeyRow(name=name, prefix=prefix, key_hash=key_hash)
+            row = ApiKeyRow(name=name, prefix=prefix, key_hash=key_hash, **access)
             session.add(row)
         return row
 
@@ -37,7 +49,12 @@ class ApiKeyRepo:
         # Runs on every request: a Core query on a pooled connection, no ORM session.
         async with self._engine.connect() as connection:
             result = await connection.execute(_ACTIVE_WITH_PREFIX, {"prefix": prefix})
-            return [ActiveKey(row.id, row.key_hash) for row in result]
+            return [
+                ActiveKey(
+                    row.id, row.key_hash, row.is_admin, row.models, row.networks, row.expires_at
+                )
+                for row in result
+            ]
 
     async def with_hash(self, key_hash: str) -> ApiKeyRow | None:
         async with self._sessions() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -27,3 +27,9 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # JSON lists: model ids or `*` patterns, and CIDR networks; empty: any.
+    models: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    networks: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from privserve.api.deps import Chat
+from privserve.api.deps import Access, Chat, require_model
 from privserve.api.disconnect import unless_disconnected
 from privserve.api.json_route import JsonBodyRoute
 from privserve.api.sse import sse_response
@@ -15,8 +15,9 @@ router = APIRouter(route_class=JsonBodyRoute)
 
 @router.post("/chat/completions", response_model=None, responses={200: {"model": ChatCompletion}})
 async def create_chat_completion(
-    body: ChatCompletionRequest, service: Chat, request: Request
+    body: ChatCompletionRequest, service: Chat, access: Access, request: Request
 ) -> ChatCompletion | Response:
+    require_model(access, body.model)
     if body.stream:
         return sse_response(await service.stream(body))
     return await unless_disconnected(request, service.create(body))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from privserve.api.deps import Catalog
+from privserve.api.deps import Access, Catalog, require_model
 from privserve.errors import ModelNotFound
 from privserve.protocol.models import ModelCard, ModelList
 from privserve.services.catalog import ModelCatalog
@@ -53,18 +53,20 @@ def _what(catalog: ModelCatalog, model_id: str) -> tuple[list[str], str | None]:
 
 
 @router.get("/models")
-async def list_models(catalog: Catalog) -> ModelList:
+async def list_models(catalog: Catalog, access: Access) -> ModelList:
+    """The models this key may use."""
     ids = (
         catalog.model_ids()
         + catalog.embedding_model_ids()
         + catalog.rerank_model_ids()
         + catalog.cosine_rerank_ids()
     )
-    return ModelList(data=[card(catalog, m) for m in ids])
+    return ModelList(data=[card(catalog, m) for m in ids if access.allows_model(m)])
 
 
 @router.get("/models/{model_id:path}")
-async def get_model(model_id: str, catalog: Catalog) -> ModelCard:
+async def get_model(model_id: str, catalog: Catalog, access: Access) -> ModelCard:
+    require_model(access, model_id)
     if not catalog.has(model_id):
         raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
     return card(catalog, model_id)

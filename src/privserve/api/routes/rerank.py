@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from privserve.api.deps import Rerank
+from privserve.api.deps import Access, Catalog, Rerank, require_model
 from privserve.api.disconnect import unless_disconnected
 from privserve.api.json_route import JsonBodyRoute
 from privserve.protocol.rerank import (
@@ -23,7 +23,11 @@ router = APIRouter(route_class=JsonBodyRoute)
 
 @router.post("/rerank", response_model=None)
 async def rerank(
-    body: Annotated[dict[str, Any], Body()], service: Rerank, request: Request
+    body: Annotated[dict[str, Any], Body()],
+    service: Rerank,
+    catalog: Catalog,
+    access: Access,
+    request: Request,
 ) -> RerankResponse | list[LegacyRerankResult]:
     # FastGPT 4.6 sends `inputs: [{id, text}]`; everything since sends `documents`.
     is_legacy = "inputs" in body and "documents" not in body
@@ -31,6 +35,8 @@ async def rerank(
         parsed = (LegacyRerankRequest if is_legacy else RerankRequest).model_validate(body)
     except ValidationError as exc:
         raise _as_body_error(exc) from None
+    # No model named: the default reranker answers, and the key must be allowed it.
+    require_model(access, parsed.model or catalog.rerank_engine(None).model_id)
     if isinstance(parsed, LegacyRerankRequest):
         return await unless_disconnected(request, service.rerank_legacy(parsed))
     return await unless_disconnected(request, service.rerank(parsed))

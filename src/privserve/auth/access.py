@@ -1,0 +1,108 @@
+"""What one key may do: which models, from which networks, until when, and whether it may
+manage keys. Checked on every request; settings are validated before they are stored."""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from privserve.errors import InvalidRequest
+
+_DURATION = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(frozen=True)
+class KeyAccess:
+    key_id: int
+    is_admin: bool = False
+    models: tuple[str, ...] = ()  # exact ids or `*` patterns; empty: every model
+    networks: tuple[str, ...] = ()  # CIDR networks clients may call from; empty: any
+    expires_at: datetime | None = None
+
+    def allows_model(self, model_id: str) -> bool:
+        return not self.models or any(fnmatch.fnmatchcase(model_id, p) for p in self.models)
+
+    def allows_address(self, address: str | None) -> bool:
+        if not self.networks:
+            return True
+        if address is None:
+            return False
+        try:
+            client = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(client in ipaddress.ip_network(n) for n in self.networks)
+
+    def has_expired(self, now: datetime | None = None) -> bool:
+        if self.expires_at is None:
+            return False
+        expires = self.expires_at
+        if expires.tzinfo is None:  # SQLite hands back naive UTC times
+            expires = expires.replace(tzinfo=UTC)
+        return (now or datetime.now(UTC)) >= expires
+
+
+def model_patterns(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """`qwen*,gemma3-270m` as patterns; empty: every model."""
+    items = text.split(",") if isinstance(text, str) else list(text or ())
+    patterns = tuple(item.strip() for item in items if item.strip())
+    for pattern in patterns:
+        if len(pattern) > 200 or any(c.isspace() for c in pattern):
+            raise InvalidRequest(f"{pattern!r} is not a model id or pattern", param="models")
+    return patterns
+
+
+def networks(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """`10.0.0.0/8,192.168.1.7` as CIDR networks (a lone address is its own /32 or /128)."""
+    items = text.split(",") if isinstance(text, str) else list(text or ())
+    found = []
+    for item in (i.strip() for i in items if i.strip()):
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise InvalidRequest(f"{item!r} is not a CIDR network", param="networks") from None
+    return tuple(found)
+
+
+def expiry(text: str | None, now: datetime | None = None) -> datetime | None:
+    """`30d`, `12h`, `90m`, `2w` from now, or an ISO date or time (UTC when it names no
+    zone); it must lie in the future."""
+    if not text:
+        return None
+    now = now or datetime.now(UTC)
+    match = _DURATION.match(text.strip())
+    if match:
+        amount = int(match.group(1))
+        if amount <= 0:
+            raise InvalidRequest("an expiry must lie in the future", param="expires")
+        return now + timedelta(**{_UNITS[match.group(2)]: amount})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"{text!r} is not an expiry: give 30d, 12h, 90m, 2w, or an ISO date",
+            param="expires",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if when <= now:
+        raise InvalidRequest(f"{text!r} lies in the past", param="expires")
+    return when
+
+
+def as_json(values: Sequence[str]) -> str:
+    return json.dumps(list(values))
+
+
+def from_json(text: str | None) -> tuple[str, ...]:
+    try:
+        values = json.loads(text or "[]")
+    except ValueError:
+        return ()
+    return tuple(str(v) for v in values) if isinstance(values, list) else ()

