@@ -165,7 +165,14 @@ class Settings(BaseSettings):
         return value
 
     api_key: SecretStr | None = Field(
-        None, description="An extra API key accepted from start-up (Docker pattern)."
+        None,
+        description="An extra API key accepted while the server runs with it (Docker "
+        "pattern); never stored, may not manage keys.",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="An extra admin key (may manage keys) accepted while the server runs "
+        "with it; never stored.",
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
     llama: LlamaConfig = Field(default_factory=LlamaConfig)

@@ -46,7 +46,8 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(
         home,
         args=["--ctx-size", "512", "--parallel", "4"],
-        env={"PRIVSERVE_API_KEY": KEY, "PRIVSERVE_SERVER__ACCESS_LOG": "false"},
+        # An admin key, so the admin operations answer too.
+        env={"PRIVSERVE_ADMIN_KEY": KEY, "PRIVSERVE_SERVER__ACCESS_LOG": "false"},
     )
     yield running
     running.stop()

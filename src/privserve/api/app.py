@@ -15,6 +15,7 @@ from privserve.api.draining import Drain, DrainGate
 from privserve.api.errors import install_error_handlers
 from privserve.api.openapi import install_openapi
 from privserve.api.routes import (
+    admin,
     chat,
     completions,
     embeddings,
@@ -80,6 +81,7 @@ def create_app(
     v1.include_router(rerank.router)
     v1.include_router(integrations.router)
     app.include_router(v1)
+    app.include_router(admin.router, prefix="/admin/v1", dependencies=[Depends(require_api_key)])
     # FastGPT's rerank settings take a full URL; many point it at `{base}/rerank`.
     app.include_router(rerank.router, dependencies=[Depends(require_api_key)])
     return app

@@ -32,8 +32,9 @@ _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
 _WHY = {
     400: "The request is invalid: its JSON, a field (named in `param`), or its size in tokens.",
-    401: "No API key, or one that is not valid.",
-    404: "The model does not exist.",
+    401: "No API key, or one that is not valid (or has expired).",
+    403: "The key may not be used from this network, or may not manage keys.",
+    404: "The model (or key) does not exist, or the key may not use it.",
     405: "The method is not allowed here; `Allow` lists those that are.",
     408: "The request body took longer than `server.body_timeout_s` to arrive.",
     413: "The request body is larger than `server.max_body_bytes`.",
@@ -44,7 +45,7 @@ _WHY = {
 }
 # Any request can meet these: the body bounds, a wrong method, a draining server, a fault.
 _ANY = (400, 405, 408, 413, 500, 503)
-_KEYED = (401,)
+_KEYED = (401, 403)
 _MODEL = (404, 429)
 _STREAMS = {"/v1/chat/completions": ChatCompletionChunk, "/v1/completions": Completion}
 
@@ -84,7 +85,7 @@ def _describe_errors(path: str, operation: dict[str, Any]) -> None:
     statuses = set(_ANY)
     if operation.get("security"):
         statuses.update(_KEYED)
-    if operation.get("requestBody") or "{model_id" in path:
+    if operation.get("requestBody") or "{" in path:
         statuses.update(_MODEL)
     if path in _STREAMS:
         statuses.add(504)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from privserve.auth.access import KeyAccess, as_json, from_json
 from privserve.config import Settings
@@ -22,6 +23,7 @@ KEY_PREFIX = "sk-ps-"
 ENV_KEY_NAME = "PRIVSERVE_API_KEY"
 PREFIX_LENGTH = 12  # what lists show and lookups narrow by; far too short to guess a key from
 ENV_KEY_ID = 0  # the id requests made with the environment's key carry; never a row's
+ENV_ADMIN_KEY_ID = -1  # the same for PRIVSERVE_ADMIN_KEY's
 
 
 def make_key() -> str:
@@ -70,18 +72,23 @@ class KeyStore:
         changes: ChangeCounter | None = None,
         *,
         environment_key: str | None = None,
+        environment_admin_key: str | None = None,
     ) -> None:
         self._repo = repo
         self._changes = changes
         self._seen_version: int | None = None
         self._by_prefix: dict[str, Sequence[ActiveKey]] = {}
-        self._environment_key = (
-            None if environment_key is None else ActiveKey(ENV_KEY_ID, hash_key(environment_key))
-        )
+        self._environment_keys = []
+        if environment_key is not None:
+            self._environment_keys.append(ActiveKey(ENV_KEY_ID, hash_key(environment_key)))
+        if environment_admin_key is not None:
+            self._environment_keys.append(
+                ActiveKey(ENV_ADMIN_KEY_ID, hash_key(environment_admin_key), is_admin=True)
+            )
 
     @property
     def has_environment_key(self) -> bool:
-        return self._environment_key is not None
+        return bool(self._environment_keys)
 
     async def create(
         self,
@@ -120,8 +127,7 @@ class KeyStore:
         digest = hash_key(presented)
         found = None
         candidates = list(await self._active_with_prefix(key_prefix(presented)))
-        if self._environment_key is not None:
-            candidates.append(self._environment_key)
+        candidates.extend(self._environment_keys)
         for row in candidates:
             # Check every candidate so timing does not depend on which one matched.
             if hmac.compare_digest(row.key_hash, digest):
@@ -153,6 +159,22 @@ class KeyStore:
     async def all(self) -> Sequence[ApiKeyRow]:
         return await self._repo.all()
 
+    async def get(self, key_id: int) -> ApiKeyRow | None:
+        return await self._repo.get(key_id)
+
+    async def update(self, key_id: int, **fields: Any) -> ApiKeyRow | None:
+        """Changes an active key's settings (already validated); None when there is no
+        such active key. A new name must be free."""
+        name = fields.get("name")
+        if name is not None:
+            existing = await self._repo.active_named(name)
+            if existing is not None and existing.id != key_id:
+                raise InvalidRequest(f"an active key is named {name!r} already", param="name")
+        for listed in ("models", "networks"):
+            if listed in fields:
+                fields[listed] = as_json(fields[listed])
+        return await self._repo.update(key_id, fields)
+
     async def count_active(self) -> int:
         return await self._repo.count_active()
 
@@ -181,4 +203,5 @@ async def open_key_store(settings: Settings) -> AsyncIterator[KeyStore]:
         if changes is not None:
             stack.callback(changes.close)
         secret = None if settings.api_key is None else settings.api_key.get_secret_value()
-        yield KeyStore(ApiKeyRepo(db), changes, environment_key=secret)
+        admin = None if settings.admin_key is None else settings.admin_key.get_secret_value()
+        yield KeyStore(ApiKeyRepo(db), changes, environment_key=secret, environment_admin_key=admin)

@@ -74,6 +74,20 @@ class ApiKeyRepo:
             )
             return int(count or 0)
 
+    async def get(self, key_id: int) -> ApiKeyRow | None:
+        async with self._sessions() as session:
+            return await session.get(ApiKeyRow, key_id)
+
+    async def update(self, key_id: int, fields: dict[str, Any]) -> ApiKeyRow | None:
+        """Sets `fields` on the active key `key_id`; None when there is none."""
+        async with self._sessions.begin() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            for name, value in fields.items():
+                setattr(row, name, value)
+        return row
+
     async def active_named(self, name: str) -> ApiKeyRow | None:
         async with self._sessions() as session:
             row: ApiKeyRow | None = await session.scalar(
