@@ -156,3 +156,17 @@ def test_models_add_tells_a_cross_encoder_from_an_embedding_model(tmp_path: Path
     assert refused.exit_code == 1 and "pass --kind" in refused.stdout
     forced = runner.invoke(app, ["models", "add", "x", str(unknown), "--kind", "embedding", *home])
     assert forced.exit_code == 0
+
+
+def test_keys_update_changes_only_what_is_given_and_refuses_bad_settings(tmp_path: Path) -> None:
+    home = ["--home", str(tmp_path)]
+    assert (
+        runner.invoke(app, ["keys", "create", "--name", "a", "--owner", "kb", *home]).exit_code == 0
+    )
+    changed = runner.invoke(app, ["keys", "update", "a", "--models", "qwen*", "--admin", *home])
+    assert changed.exit_code == 0, changed.output
+    shown = runner.invoke(app, ["keys", "show", "a", *home]).stdout
+    assert "models: qwen*" in shown and "admin: yes" in shown and "owner: kb" in shown
+    refused = runner.invoke(app, ["keys", "update", "a", "--networks", "10.0.0.0/33", *home])
+    assert refused.exit_code != 0 and "not a CIDR network" in str(refused.exception)
+    assert "networks: any" in runner.invoke(app, ["keys", "show", "a", *home]).stdout

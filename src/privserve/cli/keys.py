@@ -15,6 +15,7 @@ from privserve.auth.keys import KeyStore, open_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import make_console
 from privserve.config import Settings
+from privserve.errors import InvalidRequest
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 T = TypeVar("T")
@@ -99,6 +100,58 @@ def list_keys(config: ConfigOption = None, home: HomeOption = None) -> None:
         allowed = ",".join(access.from_json(row.models)) or "all"
         table.add_row(str(row.id), row.name, row.prefix + "…", allowed, expires, status)
     make_console().print(table)
+
+
+@app.command("update")
+def update(
+    key: Annotated[str, typer.Argument(help="The key's id, name or prefix.")],
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Who the key is for.")] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Models it may use (ids or * patterns); '' for all.")
+    ] = None,
+    networks: Annotated[
+        str | None, typer.Option(help="Client networks (CIDR); '' for any.")
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="30d, 12h, 90m, 2w, an ISO date, or 'never'.")
+    ] = None,
+    admin: Annotated[
+        bool | None, typer.Option("--admin/--no-admin", help="Whether it may manage keys.")
+    ] = None,
+    config: ConfigOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Change what a key may do; only the options given change."""
+    settings = settings_from(config, home=home)
+    fields: dict[str, object] = {}
+    if name is not None:
+        fields["name"] = name
+    if owner is not None:
+        fields["owner"] = owner
+    if models is not None:
+        fields["models"] = access.model_patterns(models)
+    if networks is not None:
+        fields["networks"] = access.networks(networks)
+    if expires is not None:
+        fields["expires_at"] = None if expires == "never" else access.expiry(expires)
+    if admin is not None:
+        fields["is_admin"] = admin
+
+    async def change(store: KeyStore) -> str:
+        rows = [r for r in await store.all() if r.revoked_at is None]
+        matches = [r for r in rows if key in (str(r.id), r.name, r.prefix)]
+        if len(matches) != 1:
+            raise InvalidRequest(
+                f"{key!r} matches {len(matches)} active keys; name one by its id"
+                if matches
+                else f"no active key {key!r}"
+            )
+        row = await store.update(matches[0].id, **fields)
+        assert row is not None
+        return f"Updated key {row.id} ({row.name})."
+
+    make_console().print(with_key_store(settings, change), markup=False)
 
 
 @app.command("show")
