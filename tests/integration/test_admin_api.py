@@ -97,3 +97,12 @@ def test_an_unknown_key_id_is_404(managed: RunningServer) -> None:
         for method in ("GET", "PATCH", "DELETE"):
             missing = admin.request(method, "/admin/v1/keys/99999", json={"owner": "x"})
             assert error_of(missing, 404)["code"] == "not_found"
+
+
+def test_delete_takes_an_id_never_a_name_that_looks_like_one(managed: RunningServer) -> None:
+    """A key named "99998" is not key 99998: deleting that id revokes nothing."""
+    with as_key(managed, ADMIN) as admin:
+        made = admin.post("/admin/v1/keys", json={"name": "99998"}).json()
+        assert error_of(admin.delete("/admin/v1/keys/99998"), 404)["code"] == "not_found"
+        assert admin.get(f"/admin/v1/keys/{made['id']}").json()["revoked_at"] is None
+        assert admin.delete(f"/admin/v1/keys/{made['id']}").status_code == 200

@@ -178,17 +178,30 @@ class KeyStore:
     async def count_active(self) -> int:
         return await self._repo.count_active()
 
-    async def revoke(self, ident: str) -> ApiKeyRow | None:
-        """Revokes the one active key whose id, name or prefix is `ident`; None when none
-        matches. A name or prefix several keys share revokes nothing: it is an error that
-        lists their ids."""
-        matches = await self._repo.revoke(ident)
-        if len(matches) > 1:
-            ids = ", ".join(str(row.id) for row in matches)
+    async def find(self, ident: str, *, revoked_too: bool = False) -> ApiKeyRow | None:
+        """The one active key whose id, name or prefix is `ident` (with `revoked_too`, a
+        revoked one when no active key matches); None when none does. An `ident` several
+        keys share is an error that lists their ids: it names no key."""
+        matches = await self._repo.matching(ident)
+        active = [row for row in matches if row.revoked_at is None]
+        candidates = active or (matches if revoked_too else [])
+        if len(candidates) > 1:
+            ids = ", ".join(str(row.id) for row in candidates)
+            state = "active " if active else ""
             raise InvalidRequest(
-                f"{ident!r} matches {len(matches)} active keys (ids {ids}); revoke them by id"
+                f"{ident!r} matches {len(candidates)} {state}keys (ids {ids}); name one by its id"
             )
-        return matches[0] if matches else None
+        return candidates[0] if candidates else None
+
+    async def revoke(self, ident: str) -> ApiKeyRow | None:
+        """Revokes the one active key whose id, name or prefix is `ident` (see `find`);
+        None when none matches, and nothing is revoked when several do."""
+        row = await self.find(ident)
+        return None if row is None else await self.revoke_id(row.id)
+
+    async def revoke_id(self, key_id: int) -> ApiKeyRow | None:
+        """Revokes the active key `key_id`; None when there is none."""
+        return await self._repo.revoke(key_id)
 
 
 @asynccontextmanager

@@ -139,16 +139,10 @@ def update(
         fields["is_admin"] = admin
 
     async def change(store: KeyStore) -> str:
-        rows = [r for r in await store.all() if r.revoked_at is None]
-        matches = [r for r in rows if key in (str(r.id), r.name, r.prefix)]
-        if len(matches) != 1:
-            raise InvalidRequest(
-                f"{key!r} matches {len(matches)} active keys; name one by its id"
-                if matches
-                else f"no active key {key!r}"
-            )
-        row = await store.update(matches[0].id, **fields)
-        assert row is not None
+        found = await store.find(key)
+        row = None if found is None else await store.update(found.id, **fields)
+        if row is None:
+            raise InvalidRequest(f"no active key {key!r}")
         return f"Updated key {row.id} ({row.name})."
 
     make_console().print(with_key_store(settings, change), markup=False)
@@ -162,16 +156,9 @@ def show(
 ) -> None:
     """Everything stored about one key (never the key itself: only its hash is kept)."""
     settings = settings_from(config, home=home)
-    rows = with_key_store(settings, lambda store: store.all())
-    matches = [r for r in rows if key in (str(r.id), r.name, r.prefix)]
-    active = [r for r in matches if r.revoked_at is None] or matches
-    if len(active) != 1:
-        make_console(stderr=True).print(
-            f"error: {key!r} matches {len(active)} keys" if active else f"error: no key {key!r}",
-            markup=False,
-        )
-        raise typer.Exit(1)
-    [row] = active
+    row = with_key_store(settings, lambda store: store.find(key, revoked_too=True))
+    if row is None:
+        raise InvalidRequest(f"no key {key!r}")
     console = make_console()
     fields = {
         "id": row.id,

@@ -81,7 +81,7 @@ class KeyAdmin:
         return key_info(row)
 
     async def revoke(self, key_id: int) -> KeyInfo:
-        row = await self._store.revoke(str(key_id))
-        if row is None or row.id != key_id:
+        row = await self._store.revoke_id(key_id)
+        if row is None:
             raise NotFound(f"no active key with id {key_id}", param="key_id")
         return key_info(row)

@@ -95,16 +95,17 @@ class ApiKeyRepo:
             )
             return row
 
-    async def revoke(self, ident: str) -> list[ApiKeyRow]:
-        """Revokes the active key whose id, name or prefix is `ident` and returns it; when
-        `ident` matches several, revokes none and returns them all."""
+    async def matching(self, ident: str) -> list[ApiKeyRow]:
+        """The keys, active or revoked, whose id, name or prefix is `ident`."""
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))).all()
+        return [row for row in rows if ident in (str(row.id), row.name, row.prefix)]
+
+    async def revoke(self, key_id: int) -> ApiKeyRow | None:
+        """Revokes the active key `key_id` and returns it; None when there is none."""
         async with self._sessions.begin() as session:
-            query = select(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))
-            matches = [
-                row
-                for row in (await session.scalars(query)).all()
-                if ident in (str(row.id), row.name, row.prefix)
-            ]
-            if len(matches) == 1:
-                matches[0].revoked_at = utcnow()
-        return matches
+            row = await session.get(ApiKeyRow, key_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            row.revoked_at = utcnow()
+        return row
