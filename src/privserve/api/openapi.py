@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from privserve.protocol.chat import ChatCompletionChunk
 from privserve.protocol.completions import Completion
@@ -164,9 +165,11 @@ def _refine_chat_request(schemas: dict[str, Any]) -> None:
 
 def _add_models(schemas: dict[str, Any], *models: type[BaseModel]) -> None:
     for model in models:
-        schema = TypeAdapter(model).json_schema(ref_template=_REF, mode="serialization")
-        if model.__name__.endswith("Request"):
-            schema = TypeAdapter(model).json_schema(ref_template=_REF, mode="validation")
+        # Requests are documented as they are read, answers as they are written.
+        mode: JsonSchemaMode = (
+            "validation" if model.__name__.endswith("Request") else "serialization"
+        )
+        schema = TypeAdapter(model).json_schema(ref_template=_REF, mode=mode)
         for name, definition in schema.pop("$defs", {}).items():
             schemas.setdefault(name, definition)
         schemas.setdefault(model.__name__, schema)

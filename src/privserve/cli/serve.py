@@ -115,9 +115,13 @@ def run_server(settings: Settings) -> None:
         specs = resolve_chat_models(settings)
         for spec in specs:
             read_gguf_metadata(spec.path)  # a file llama.cpp cannot read fails here, in a line
-    if "model" in settings.embedding.model_fields_set:
-        resolve_embedding_model(settings)  # one the user named must exist
-    resolve_rerank_model(settings)
+    # A model the user named must exist; the default embedding model may be missing.
+    embedding = _served_id(
+        resolve_embedding_model,
+        settings,
+        required="model" in settings.embedding.model_fields_set,
+    )
+    reranker = _served_id(resolve_rerank_model, settings, required=True)
     try:
         sock = _bind(settings.server.host, settings.server.port)
     except OSError as exc:
@@ -130,10 +134,8 @@ def run_server(settings: Settings) -> None:
     base_url = f"http://{shown_host}:{port}/v1"
     console.print(f"Base URL: {base_url}", markup=False)
     console.print(f"Models: {', '.join(s.model_id for s in specs)}", markup=False)
-    embedding = _served_id(resolve_embedding_model, settings)
     if embedding is not None:
         console.print(f"Embedding models: {embedding}", markup=False)
-    reranker = _served_id(resolve_rerank_model, settings)
     if reranker is not None:
         console.print(f"Rerank models: {reranker}", markup=False)
     if issued is not None:
@@ -186,12 +188,17 @@ class DrainingServer(uvicorn.Server):
 
 
 def _served_id(
-    resolve: Callable[[Settings], tuple[str, Path] | None], settings: Settings
+    resolve: Callable[[Settings], tuple[str, Path] | None],
+    settings: Settings,
+    *,
+    required: bool,
 ) -> str | None:
-    """The id the server will offer for a configured model; the server itself reports
-    load failures."""
+    """The id the server will offer for a configured model. A model that cannot be found
+    fails here when `required`; else the server skips it (and says so) as it starts."""
     try:
         resolved = resolve(settings)
     except ModelLoadError:
+        if required:
+            raise
         return None
     return None if resolved is None else resolved[0]
