@@ -6,21 +6,30 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.integration.server import RunningServer
 
 
-def privserve_json(server: RunningServer, *args: str) -> Any:
-    """The JSON a command prints on stdout for the models `server` serves."""
+def run_privserve(
+    home: Path, *args: str, timeout_s: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`privserve ARGS` in its own process, with `home` as PRIVSERVE_HOME and none of this
+    process's other PRIVSERVE_* settings; wide, so tables do not wrap."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
-    env.update({"PRIVSERVE_HOME": str(server.home), "HF_HUB_OFFLINE": "1"})
-    done = subprocess.run(
+    env.update({"PRIVSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+    return subprocess.run(
         [sys.executable, "-m", "privserve", *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=timeout_s,
     )
+
+
+def privserve_json(server: RunningServer, *args: str) -> Any:
+    """The JSON a command prints on stdout for the models `server` serves."""
+    done = run_privserve(server.home, *args, timeout_s=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)

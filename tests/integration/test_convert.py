@@ -5,9 +5,6 @@ transformers reads the checkpoint (logits and tokens); the 4-bit file is served 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from privserve.engine.llama.model import LlamaModel
 from tests.checkpoints import llama_family
 from tests.checkpoints.compare import GgufModel
 from tests.checkpoints.families import FAMILIES, Family
+from tests.integration.cli import run_privserve
 from tests.integration.server import start_server
 
 pytestmark = pytest.mark.model
@@ -52,16 +50,7 @@ def convert_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("convert-home")
 
 
-def privserve(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
-    env["PRIVSERVE_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "privserve", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+privserve = run_privserve
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=lambda f: f.name)

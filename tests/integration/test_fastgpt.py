@@ -4,9 +4,6 @@ requests FastGPT sends with them (chat, stream, tools, JSON output, embeddings, 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +11,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.integration.cli import privserve_json
+from tests.integration.cli import privserve_json, run_privserve
 from tests.integration.conftest import MODEL_ID, NO_END
 from tests.integration.server import RunningServer
 
@@ -303,24 +300,15 @@ def test_the_commands_read_a_running_server_with_its_aliases(
     )
     assert channel["models"].split(",")[0] == "chatglm2"
     assert channel["model_mapping"] == {"chatglm2": MODEL_ID}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "privserve",
-            "oneapi-channel",
-            "--server",
-            server.root_url,
-            "--key",
-            api_key,
-            "--alias",
-            "qwen=x",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+    refused = run_privserve(
+        server.home,
+        "oneapi-channel",
+        "--server",
+        server.root_url,
+        "--key",
+        api_key,
+        "--alias",
+        "qwen=x",
     )
     assert refused.returncode == 1 and "does not serve" in refused.stderr
     assert MODEL_ID in refused.stderr

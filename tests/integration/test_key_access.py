@@ -3,11 +3,8 @@ And the key store on the real PostgreSQL, from an empty database."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from privserve.auth.keys import open_key_store
 from privserve.config import Settings
+from tests.integration.cli import run_privserve
 from tests.integration.conftest import MODEL_ID
 from tests.integration.server import RunningServer
 
@@ -29,25 +27,8 @@ POSTGRES = "postgresql+asyncpg://127.0.0.1:5432"
 
 
 def new_key(home: Path, *flags: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "privserve",
-            "keys",
-            "create",
-            "--quiet",
-            "--home",
-            str(home),
-            "--name",
-            "k-" + secrets.token_hex(4),
-            *flags,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+    done = run_privserve(
+        home, "keys", "create", "--quiet", "--name", "k-" + secrets.token_hex(4), *flags
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.strip()
@@ -103,40 +84,16 @@ def test_an_expired_key_is_401(server: RunningServer) -> None:
 
 
 def test_bad_key_settings_change_nothing(server: RunningServer) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
     for flags in (
         ["--networks", "10.0.0.0/33"],
         ["--expires", "2020-01-01"],
         ["--expires", "100/fortnight"],
     ):
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "privserve",
-                "keys",
-                "create",
-                "--home",
-                str(server.home),
-                "--name",
-                "bad",
-                *flags,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        done = run_privserve(server.home, "keys", "create", "--name", "bad", *flags)
         assert done.returncode == 1, flags
         [line] = done.stderr.strip().splitlines()
         assert line.startswith("error: "), line
-    listed = subprocess.run(
-        [sys.executable, "-m", "privserve", "keys", "list", "--home", str(server.home)],
-        capture_output=True,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-        timeout=120,
-    )
+    listed = run_privserve(server.home, "keys", "list")
     assert " bad " not in listed.stdout
 
 

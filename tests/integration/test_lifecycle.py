@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import pytest
 
 from privserve.config import Settings
 from privserve.runtime import open_runtime
+from tests.integration.cli import run_privserve
 from tests.integration.conftest import MODEL_ID, NO_END
 from tests.integration.server import RunningServer, start_server
 from tests.integration.test_errors import error_of
@@ -267,11 +266,7 @@ def test_answers_still_running_after_the_grace_period_end_with_an_error_event(
 
 
 def privserve_cli(home: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
-    env["PRIVSERVE_HOME"] = str(home)
-    done = subprocess.run(
-        [sys.executable, "-m", "privserve", *args], capture_output=True, text=True, env=env
-    )
+    done = run_privserve(home, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
