@@ -56,13 +56,6 @@ class ApiKeyRepo:
                 for row in result
             ]
 
-    async def with_hash(self, key_hash: str) -> ApiKeyRow | None:
-        async with self._sessions() as session:
-            row: ApiKeyRow | None = await session.scalar(
-                select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash)
-            )
-            return row
-
     async def all(self) -> Sequence[ApiKeyRow]:
         async with self._sessions() as session:
             return (await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))).all()
