@@ -48,6 +48,12 @@ class ServerConfig(BaseModel):
         description="A log line per request (uvicorn's access log); about 0.15 ms of CPU each, "
         "which counts when a knowledge base is indexed one chunk per request.",
     )
+    batch_max_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="Longest a batch-priority key's request is passed over by interactive "
+        "ones while it waits for a slot or an embedding pass; then it goes first.",
+    )
     fit_max_tokens: bool = Field(
         False,
         description="Lower a max_tokens that would run past the context to the room left "
@@ -124,7 +130,28 @@ class RerankConfig(BaseModel):
 class DatabaseConfig(BaseModel):
     url: str | None = Field(
         None,
-        description="SQLAlchemy async URL; default: SQLite file privserve.db in PRIVSERVE_HOME.",
+        description="SQLAlchemy async URL; default: SQLite file privserve.db in PRIVSERVE_HOME. "
+        "PRIVSERVE_DATABASE_URL sets it too.",
+    )
+
+
+class LimitsConfig(BaseModel):
+    storage_url: str | None = Field(
+        None,
+        description="Where per-key rate limits are counted: redis://host:6379 when several "
+        "servers share one budget; default: in this process.",
+    )
+
+
+class LedgerConfig(BaseModel):
+    enabled: bool = Field(
+        True, description="Write a usage row per request and enforce token quotas."
+    )
+    hold_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a running request's quota reservation lasts if its server "
+        "dies before settling it; then the tokens go back to the key.",
     )
 
 
@@ -179,6 +206,12 @@ class Settings(BaseSettings):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     rerank: RerankConfig = Field(default_factory=RerankConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    # PRIVSERVE_DATABASE_URL, the name other servers' users expect; database.url wins.
+    database_url_env: str | None = Field(
+        None, validation_alias="PRIVSERVE_DATABASE_URL", exclude=True
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -200,7 +233,11 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return self.database.url or f"sqlite+aiosqlite:///{self.home / 'privserve.db'}"
+        return (
+            self.database.url
+            or self.database_url_env
+            or f"sqlite+aiosqlite:///{self.home / 'privserve.db'}"
+        )
 
     @property
     def models_dir(self) -> Path:

@@ -12,6 +12,8 @@
     │   ├── InvalidApiKey           401 code=invalid_api_key
     │   └── PermissionDenied        403 code=permission_denied
     ├── Overloaded                  429 code=server_busy (sent with Retry-After)
+    │   ├── RateLimited             429 code=rate_limit_exceeded (a key's rpm, tpm, concurrency)
+    │   └── InsufficientQuota       429 code=insufficient_quota (a key's token quota)
     ├── RequestTimedOut             504 code=timeout
     ├── ShuttingDown                503 code=shutting_down (draining after SIGTERM)
     └── EngineError                 500 code=engine_error
@@ -20,6 +22,8 @@ Nothing here imports FastAPI: engines and services raise these, `api.errors` map
 """
 
 from __future__ import annotations
+
+import math
 
 
 class PrivserveError(Exception):
@@ -104,9 +108,27 @@ class Overloaded(PrivserveError):
     type = "rate_limit_error"
     code = "server_busy"
 
-    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+    def __init__(self, message: str, *, retry_after_s: int | None = 1) -> None:
         super().__init__(message)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = retry_after_s  # None: waiting will not help
+
+
+class RateLimited(Overloaded):
+    """A key over its requests or tokens per minute, or its concurrent requests. `kind`
+    is OpenAI's error type for it: `requests` or `tokens`."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s=max(math.ceil(retry_after_s), 1))
+        self.type = kind
+
+
+class InsufficientQuota(Overloaded):
+    """A key whose token quota cannot cover the request; it resets with its period."""
+
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class RequestTimedOut(PrivserveError):
@@ -125,6 +147,13 @@ class ShuttingDown(PrivserveError):
 
 class EngineError(PrivserveError):
     code = "engine_error"
+
+
+class StorageUnavailable(PrivserveError):
+    """The database or the rate-limit storage cannot be reached; raised at start-up."""
+
+    status = 503
+    code = "storage_unavailable"
 
 
 class ModelLoadError(PrivserveError):

@@ -1,6 +1,7 @@
 """Everything a running server holds, opened as one async context manager.
 
-The key store (and its database), every chat engine, the torch thread and the embedding and
+The database (keys, ledger, quotas), the rate limiter and the ledger's writer, every chat
+engine, the torch thread and the embedding and
 rerank models are entered on one AsyncExitStack: when anything fails to open (a later model
 that cannot load), what was already opened is closed, in reverse order, and so it is on a
 normal stop.
@@ -22,7 +23,10 @@ from privserve.engine.base import EmbeddingEngine, ModelSpec, TextEngine
 from privserve.engine.embedding.engine import BatchedCrossEncoder, BatchedEmbedder
 from privserve.engine.embedding.torch_thread import TorchThread
 from privserve.engine.llama.engine import LlamaEngine
-from privserve.errors import ModelLoadError
+from privserve.errors import ModelLoadError, StorageUnavailable
+from privserve.metering.meter import Meter
+from privserve.metering.rates import RateLimiter
+from privserve.metering.writer import LedgerWriter
 from privserve.models.registry import (
     resolve_chat_models,
     resolve_embedding_model,
@@ -33,6 +37,8 @@ from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
 from privserve.services.embeddings import EmbeddingService
 from privserve.services.rerank import RerankService
+from privserve.storage.db import open_database
+from privserve.storage.usage import UsageRepo
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ logger = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     key_store: KeyStore
+    meter: Meter
+    usage: UsageRepo
     catalog: ModelCatalog
     chat: ChatService
     completions: CompletionService
@@ -58,7 +66,10 @@ async def open_runtime(
     """`text_engines` replaces loading the configured models (tests pass fakes); then only
     `embedding_engines` are offered for embeddings."""
     async with AsyncExitStack() as stack:
-        key_store = await stack.enter_async_context(open_key_store(settings))
+        db = await stack.enter_async_context(open_database(settings.database_url))
+        key_store = await stack.enter_async_context(open_key_store(settings, db))
+        usage = UsageRepo(db)
+        meter = await _open_meter(settings, usage, stack)
         engines = dict(text_engines or {})
         embedders = dict(embedding_engines or {})
         cross_encoders = []
@@ -78,12 +89,32 @@ async def open_runtime(
         yield Runtime(
             settings=settings,
             key_store=key_store,
+            meter=meter,
+            usage=usage,
             catalog=catalog,
             chat=ChatService(catalog, fit_max_tokens=fit),
             completions=CompletionService(catalog, fit_max_tokens=fit),
             embeddings=EmbeddingService(catalog, settings.embedding),
             rerank=RerankService(catalog),
         )
+
+
+async def _open_meter(settings: Settings, usage: UsageRepo, stack: AsyncExitStack) -> Meter:
+    """The rate limiter (its storage reached once now, so a wrong Redis URL fails the start,
+    not every request) and the ledger's writer, closed last so every row is committed."""
+    limiter = RateLimiter(settings.limits.storage_url)
+    try:
+        await limiter.check()
+    except Exception as exc:
+        raise StorageUnavailable(
+            f"cannot reach the rate-limit storage {settings.limits.storage_url}: {exc}"
+        ) from exc
+    writer = None
+    if settings.ledger.enabled:
+        writer = LedgerWriter(usage)
+        writer.start()
+        stack.push_async_callback(writer.close)
+    return Meter(limiter, writer, settings.ledger.hold_s)
 
 
 async def _in_thread(close: Callable[[], None]) -> None:
@@ -100,6 +131,7 @@ async def _open_chat_engines(settings: Settings, stack: AsyncExitStack) -> list[
             settings.llama,
             max_queued_requests=settings.server.max_queued_requests,
             request_timeout_s=settings.server.request_timeout_s,
+            batch_max_wait_s=settings.server.batch_max_wait_s,
         )
         engine = await anyio.to_thread.run_sync(load)
         stack.push_async_callback(_in_thread, engine.close)
@@ -120,7 +152,9 @@ async def _open_embedder(
             return None
         model_id, path = resolved
         embedder = await anyio.to_thread.run_sync(
-            lambda: BatchedEmbedder.load(model_id, path, settings.embedding, thread)
+            lambda: BatchedEmbedder.load(
+                model_id, path, settings.embedding, thread, settings.server.batch_max_wait_s
+            )
         )
     except ModelLoadError as exc:
         if "model" in settings.embedding.model_fields_set:
@@ -141,7 +175,9 @@ async def _open_reranker(
         return None
     model_id, path = resolved
     reranker = await anyio.to_thread.run_sync(
-        lambda: BatchedCrossEncoder.load(model_id, path, settings.rerank, thread)
+        lambda: BatchedCrossEncoder.load(
+            model_id, path, settings.rerank, thread, settings.server.batch_max_wait_s
+        )
     )
     reranker.start()
     stack.push_async_callback(reranker.close)

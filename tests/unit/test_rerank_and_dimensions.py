@@ -33,7 +33,9 @@ class FakeEmbedder:
     def detokenize(self, ids: Sequence[int]) -> str:
         return ""
 
-    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    async def embed(
+        self, texts: Sequence[str], priority: str = "interactive"
+    ) -> npt.NDArray[np.float32]:
         rows = np.array([self._table[t] for t in texts], dtype=np.float32)
         result: npt.NDArray[np.float32] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
         return result
@@ -50,7 +52,9 @@ class FakeCrossEncoder:
     async def count_tokens(self, query: str, documents: Sequence[str]) -> tuple[int, int]:
         return len(query), 0
 
-    async def score(self, query: str, documents: Sequence[str]) -> list[float]:
+    async def score(
+        self, query: str, documents: Sequence[str], priority: str = "interactive"
+    ) -> list[float]:
         return [0.5] * len(documents)
 
     def stats(self) -> dict[str, float]:

@@ -8,6 +8,7 @@ import gc
 import pytest
 
 from privserve.errors import ContextLengthExceeded, InvalidRequest
+from privserve.metering.meter import Ticket
 from privserve.protocol.chat import ChatCompletionRequest
 from privserve.protocol.completions import CompletionRequest
 from privserve.services.catalog import ModelCatalog
@@ -22,7 +23,7 @@ async def test_chat_stream_dropped_before_its_body_is_read_cancels_its_work() ->
     request = ChatCompletionRequest.model_validate(
         {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     )
-    chunks = await service.stream(request)
+    chunks = await service.stream(request, Ticket.unmetered())
     assert not engine.streams[0].cancelled
     del chunks  # the client left before the server read the first chunk
     gc.collect()
@@ -34,7 +35,7 @@ async def test_completion_stream_dropped_before_its_body_is_read_cancels_its_wor
     engine = FakeEngine()
     service = CompletionService(ModelCatalog({"fake": engine}))
     request = CompletionRequest.model_validate({"model": "fake", "prompt": "hi", "stream": True})
-    chunks = await service.stream(request)
+    chunks = await service.stream(request, Ticket.unmetered())
     del chunks
     gc.collect()
     await asyncio.sleep(0.05)
@@ -52,9 +53,11 @@ async def test_a_max_tokens_past_the_context_is_fitted_only_when_asked() -> None
     )
     strict = FakeEngine(words=["a"] * 30, context=64)
     with pytest.raises(ContextLengthExceeded):
-        await ChatService(ModelCatalog({"fake": strict})).create(request)
+        await ChatService(ModelCatalog({"fake": strict})).create(request, Ticket.unmetered())
     fitted = FakeEngine(words=["a"] * 30, context=64)
-    reply = await ChatService(ModelCatalog({"fake": fitted}), fit_max_tokens=True).create(request)
+    reply = await ChatService(ModelCatalog({"fake": fitted}), fit_max_tokens=True).create(
+        request, Ticket.unmetered()
+    )
     assert reply.usage.prompt_tokens == 60
     assert reply.usage.completion_tokens == 4 and reply.choices[0].finish_reason == "length"
 
@@ -71,7 +74,7 @@ async def test_a_constraint_is_checked_by_the_engine_before_anything_is_queued()
         }
     )
     with pytest.raises(InvalidRequest) as raised:
-        await service.create(request)
+        await service.create(request, Ticket.unmetered())
     assert raised.value.param == "response_format.json_schema.schema.properties.s.maxLength"
     assert [c.schema for c in engine.checked] == [schema]
     assert engine.streams == []  # refused before it was queued

@@ -13,6 +13,7 @@ from privserve.api.body_limits import BodyLimits
 from privserve.api.deps import require_api_key
 from privserve.api.draining import Drain, DrainGate
 from privserve.api.errors import install_error_handlers
+from privserve.api.metered import ResponseHeaders
 from privserve.api.openapi import install_openapi
 from privserve.api.routes import (
     admin,
@@ -54,6 +55,8 @@ def create_app(
             drain.bind(asyncio.get_running_loop(), stop_engines)
             app.state.settings = settings
             app.state.key_store = runtime.key_store
+            app.state.meter = runtime.meter
+            app.state.usage = runtime.usage
             app.state.catalog = runtime.catalog
             app.state.chat_service = runtime.chat
             app.state.completion_service = runtime.completions
@@ -72,6 +75,8 @@ def create_app(
         timeout_s=settings.server.body_timeout_s,
     )
     app.add_middleware(DrainGate, drain=drain)
+    # Outermost: every response, a 503 or a 413 included, says its request id.
+    app.add_middleware(ResponseHeaders)
     app.include_router(health.router)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
     v1.include_router(models.router)

@@ -11,7 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from privserve.auth.access import KeyAccess
 from privserve.auth.keys import KeyStore, parse_bearer
-from privserve.errors import InvalidApiKey, ModelNotFound, PermissionDenied
+from privserve.errors import InvalidApiKey, PermissionDenied
+from privserve.metering.meter import Meter, Ticket
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
@@ -70,22 +71,26 @@ async def require_api_key(
     request.state.access = access
 
 
-def require_model(access: KeyAccess, model_id: str) -> None:
-    """A model outside the key's list does not exist, as far as the key can tell."""
-    if not access.allows_model(model_id):
-        raise ModelNotFound(
-            f"The model `{model_id}` does not exist or you do not have access to it.",
-            param="model",
-        )
-
-
 async def _access(request: Request) -> KeyAccess:
     access: KeyAccess = request.state.access
     return access
 
 
+async def _ticket(request: Request, access: Annotated[KeyAccess, Depends(_access)]) -> Ticket:
+    meter: Meter = request.app.state.meter
+    route = request.scope.get("route")
+    path: str = getattr(route, "path", request.url.path)
+    return meter.ticket(
+        access,
+        path.removeprefix("/v1").lstrip("/"),
+        request.state.request_id,
+        request.state.response_headers,
+    )
+
+
 Catalog = Annotated[ModelCatalog, Depends(_catalog)]
 Access = Annotated[KeyAccess, Depends(_access)]
+Metered = Annotated[Ticket, Depends(_ticket)]
 Chat = Annotated[ChatService, Depends(_chat_service)]
 Completions = Annotated[CompletionService, Depends(_completion_service)]
 Embeddings = Annotated[EmbeddingService, Depends(_embedding_service)]

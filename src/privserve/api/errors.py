@@ -32,7 +32,7 @@ def error_response(
     error: PrivserveError, extra_headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     headers = dict(extra_headers or {})
-    if isinstance(error, Overloaded):
+    if isinstance(error, Overloaded) and error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from privserve.auth.access import KeyAccess, as_json, from_json
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from privserve.auth.access import KeyAccess, KeyLimits, Quota, as_json, from_json
 from privserve.config import Settings
 from privserve.errors import InvalidRequest
 from privserve.storage.changes import ChangeCounter, change_counter
-from privserve.storage.db import create_engine, migrate
+from privserve.storage.db import open_database
 from privserve.storage.repos import ActiveKey, ApiKeyRepo
 from privserve.storage.tables import ApiKeyRow
 
@@ -48,6 +50,31 @@ def parse_bearer(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not credentials:
         return None
     return credentials
+
+
+def limit_columns(limits: KeyLimits) -> dict[str, Any]:
+    quota = limits.quota
+    return {
+        "rpm": limits.rpm,
+        "tpm": limits.tpm,
+        "concurrency": limits.concurrency,
+        "quota_tokens": None if quota is None else quota.tokens,
+        "quota_period": None if quota is None else quota.period,
+        "priority": limits.priority,
+    }
+
+
+def key_limits(row: ActiveKey | ApiKeyRow) -> KeyLimits:
+    quota = None
+    if row.quota_tokens is not None:
+        quota = Quota(row.quota_tokens, row.quota_period or "total")  # type: ignore[arg-type]
+    return KeyLimits(
+        rpm=row.rpm,
+        tpm=row.tpm,
+        concurrency=row.concurrency,
+        quota=quota,
+        priority="batch" if row.priority == "batch" else "interactive",
+    )
 
 
 @dataclass(frozen=True)
@@ -99,9 +126,10 @@ class KeyStore:
         is_admin: bool = False,
         models: Sequence[str] = (),
         networks: Sequence[str] = (),
+        limits: KeyLimits | None = None,
     ) -> IssuedKey:
         """A new key under a name no active key has: `keys revoke NAME` must mean one key.
-        `models` and `networks` are already validated (`auth.access`); empty: any."""
+        `models`, `networks` and `limits` are already validated (`auth.access`); empty: any."""
         existing = await self._repo.active_named(name)
         if existing is not None:
             raise InvalidRequest(
@@ -119,6 +147,7 @@ class KeyStore:
             is_admin=is_admin,
             models=as_json(models),
             networks=as_json(networks),
+            **limit_columns(limits or KeyLimits()),
         )
         return IssuedKey(row, plaintext)
 
@@ -140,6 +169,7 @@ class KeyStore:
             models=from_json(found.models),
             networks=from_json(found.networks),
             expires_at=found.expires_at,
+            limits=key_limits(found),
         )
 
     async def _active_with_prefix(self, prefix: str) -> Sequence[ActiveKey]:
@@ -173,6 +203,10 @@ class KeyStore:
         for listed in ("models", "networks"):
             if listed in fields:
                 fields[listed] = as_json(fields[listed])
+        if "quota" in fields:
+            quota: Quota | None = fields.pop("quota")
+            fields["quota_tokens"] = None if quota is None else quota.tokens
+            fields["quota_period"] = None if quota is None else quota.period
         return await self._repo.update(key_id, fields)
 
     async def count_active(self) -> int:
@@ -205,13 +239,14 @@ class KeyStore:
 
 
 @asynccontextmanager
-async def open_key_store(settings: Settings) -> AsyncIterator[KeyStore]:
-    """The migrated database's key store, with PRIVSERVE_API_KEY's key when it is set;
-    closed (and the database engine disposed) on the way out, whatever happened."""
+async def open_key_store(
+    settings: Settings, db: AsyncEngine | None = None
+) -> AsyncIterator[KeyStore]:
+    """The key store on `db` (default: the settings' database, migrated, and disposed on the
+    way out), with PRIVSERVE_API_KEY's and PRIVSERVE_ADMIN_KEY's keys when they are set."""
     async with AsyncExitStack() as stack:
-        db = create_engine(settings.database_url)
-        stack.push_async_callback(db.dispose)
-        await migrate(db)
+        if db is None:
+            db = await stack.enter_async_context(open_database(settings.database_url))
         changes = change_counter(settings.database_url)
         if changes is not None:
             stack.callback(changes.close)

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
+# Who goes first when requests wait: `interactive` keys before `batch` ones (indexing jobs),
+# up to the longest a batch request may be passed over.
+Priority = Literal["interactive", "batch"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class GenerationRequest:
     prompt_tokens: Sequence[int]
     sampling: SamplingParams
     request_id: str = ""
+    priority: Priority = "interactive"
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,7 @@ class EmbeddingEngine(Protocol):
 
     def detokenize(self, ids: Sequence[int]) -> str: ...
 
-    async def embed(self, texts: Sequence[str]) -> Any:
+    async def embed(self, texts: Sequence[str], priority: Priority = "interactive") -> Any:
         """Normalized float32 vectors, one row per text (a numpy array)."""
         ...
 
@@ -272,7 +276,9 @@ class RerankEngine(Protocol):
         """(the query's tokens, all tokens the model reads for this request)."""
         ...
 
-    async def score(self, query: str, documents: Sequence[str]) -> list[float]:
+    async def score(
+        self, query: str, documents: Sequence[str], priority: Priority = "interactive"
+    ) -> list[float]:
         """One relevance score per document, higher is more relevant."""
         ...
 

@@ -13,6 +13,7 @@ import anyio
 
 from privserve.engine.base import OutputConstraint, PromptMessage, TokenStream
 from privserve.errors import InvalidRequest, UnsupportedInput
+from privserve.metering.meter import Ticket
 from privserve.protocol.chat import (
     ChatChoice,
     ChatCompletion,
@@ -31,6 +32,7 @@ from privserve.services.generation import (
     closing_all,
     collect_all,
     completion_budget,
+    ending,
     merge,
     new_id,
     started,
@@ -114,11 +116,16 @@ class ChatService:
         self._catalog = catalog
         self._fit_max_tokens = fit_max_tokens
 
-    async def create(self, request: ChatCompletionRequest) -> ChatCompletion:
-        submitted = await self._submit(request)
+    async def create(self, request: ChatCompletionRequest, ticket: Ticket) -> ChatCompletion:
+        submitted = await self._submit(request, ticket)
         tools = submitted.tools
         results = await collect_all(submitted.streams)
         completion_tokens = sum(r.completion_tokens for r in results)
+        await ticket.settle(
+            completion_tokens=completion_tokens,
+            cached_tokens=results[0].cached_tokens,
+            finish_reason=results[0].finish_reason,
+        )
         wants_logprobs = bool(request.logprobs)
         choices = []
         for i, result in enumerate(results):
@@ -144,13 +151,16 @@ class ChatService:
             ),
         )
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
-        """Validates and queues now (errors raise before any byte is sent), then streams."""
-        submitted = await self._submit(request)
-        return await started(self._chunks(submitted, request.include_usage))
+    async def stream(
+        self, request: ChatCompletionRequest, ticket: Ticket
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """Validates and queues now (errors raise before any byte is sent), then streams;
+        the stream settles and closes `ticket`."""
+        submitted = await self._submit(request, ticket)
+        return await started(self._chunks(submitted, request.include_usage, ticket))
 
     async def _chunks(
-        self, submitted: SubmittedChat, include_usage: bool
+        self, submitted: SubmittedChat, include_usage: bool, ticket: Ticket
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         model_id, streams, tools = submitted.model_id, submitted.streams, submitted.tools
         chunk_id, created = new_id("chatcmpl-"), int(time.time())
@@ -161,7 +171,8 @@ class ChatService:
                 id=chunk_id, created=created, model=model_id, choices=choices, **usage_field
             )
 
-        async with closing_all(streams):
+        produced = [0] * len(streams)  # tokens each choice has made so far
+        async with ending(ticket, produced), closing_all(streams):
             yield chunk(
                 [
                     ChunkChoice(index=i, delta={"role": "assistant", "content": ""})
@@ -169,9 +180,12 @@ class ChatService:
                 ]
             )
             completion_tokens = cached_tokens = 0
+            first_reason: str | None = None
             # With tools, text that may be a call is held back until the answer ends.
             held = [ToolCallBuffer(tools) for _ in streams] if tools else None
             async for index, event in merge(streams):
+                produced[index] = event.completion_tokens
+                ticket.first_token()
                 text = event.text
                 if held is not None:
                     text = held[index].feed(text)
@@ -190,6 +204,7 @@ class ChatService:
                     if index == 0:
                         cached_tokens = event.cached_tokens
                     finish_reason: str = event.finish_reason
+                    first_reason = first_reason or finish_reason
                     if held is not None:
                         calls, rest = held[index].finish(event.finish_reason)
                         if calls:
@@ -198,6 +213,12 @@ class ChatService:
                         elif rest:
                             yield chunk([ChunkChoice(index=index, delta={"content": rest})])
                     yield chunk([ChunkChoice(index=index, delta={}, finish_reason=finish_reason)])
+            # Before the usage chunk and [DONE]: a client that saw the end is on the ledger.
+            await ticket.settle(
+                completion_tokens=completion_tokens,
+                cached_tokens=cached_tokens,
+                finish_reason=first_reason,
+            )
         if include_usage:
             yield ChatCompletionChunk(
                 id=chunk_id,
@@ -209,7 +230,7 @@ class ChatService:
                 ),
             )
 
-    async def _submit(self, request: ChatCompletionRequest) -> SubmittedChat:
+    async def _submit(self, request: ChatCompletionRequest, ticket: Ticket) -> SubmittedChat:
         engine = self._catalog.text_engine(request.model)
         check_logit_bias(engine, request)
         tools = plan_tools(request, engine.tool_format)
@@ -238,6 +259,9 @@ class ChatService:
             # Built and checked before the request is queued, off the event loop: a large
             # schema takes a while, and a bad one is a 400 before any byte of the answer.
             await anyio.to_thread.run_sync(engine.check_constraint, constraint)
+        # Last, once the request is known to be good: limits and quota are only spent on
+        # work that will run.
+        await ticket.admit(len(prompt), len(prompt) + max_tokens * (request.n or 1))
         requests = choice_requests(
             request,
             prompt,
@@ -245,5 +269,6 @@ class ChatService:
             new_id(""),
             top_logprobs=top_logprobs,
             constraint=constraint,
+            priority=ticket.priority,
         )
         return SubmittedChat(engine.model_id, len(prompt), submit_all(engine, requests), tools)

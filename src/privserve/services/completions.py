@@ -12,6 +12,7 @@ import anyio
 
 from privserve.engine.base import FinishReason, TextEngine, TokenStream
 from privserve.errors import InvalidRequest
+from privserve.metering.meter import Ticket
 from privserve.protocol.common import Usage
 from privserve.protocol.completions import (
     Completion,
@@ -27,6 +28,7 @@ from privserve.services.generation import (
     closing_all,
     collect_all,
     completion_budget,
+    ending,
     merge,
     new_id,
     started,
@@ -46,8 +48,8 @@ class CompletionService:
         self._catalog = catalog
         self._fit_max_tokens = fit_max_tokens
 
-    async def create(self, request: CompletionRequest) -> Completion:
-        engine, prompts, streams = await self._submit(request)
+    async def create(self, request: CompletionRequest, ticket: Ticket) -> Completion:
+        engine, prompts, streams = await self._submit(request, ticket)
         results = await collect_all(streams)
         n = request.n or 1
         choices = []
@@ -70,6 +72,11 @@ class CompletionService:
         completion_tokens = sum(r.completion_tokens for r in results)
         # The n choices of a prompt share it: its cache use is counted from the first.
         cached_tokens = sum(r.cached_tokens for r in results[::n])
+        await ticket.settle(
+            completion_tokens=completion_tokens,
+            cached_tokens=cached_tokens,
+            finish_reason=results[0].finish_reason,
+        )
         return Completion(
             id=new_id("cmpl-"),
             created=int(time.time()),
@@ -78,9 +85,10 @@ class CompletionService:
             usage=Usage.of(prompt_tokens, completion_tokens, cached_tokens=cached_tokens),
         )
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
-        engine, prompts, streams = await self._submit(request)
-        return await started(self._chunks(request, engine.model_id, prompts, streams))
+    async def stream(self, request: CompletionRequest, ticket: Ticket) -> AsyncIterator[Completion]:
+        """Validates and queues now, then streams; the stream settles and closes `ticket`."""
+        engine, prompts, streams = await self._submit(request, ticket)
+        return await started(self._chunks(request, engine.model_id, prompts, streams, ticket))
 
     async def _chunks(
         self,
@@ -88,6 +96,7 @@ class CompletionService:
         model_id: str,
         prompts: list[_Prompt],
         streams: list[TokenStream],
+        ticket: Ticket,
     ) -> AsyncGenerator[Completion, None]:
         chunk_id, created, n = new_id("cmpl-"), int(time.time()), request.n or 1
         usage_field: dict[str, Any] = {"usage": None} if request.include_usage else {}
@@ -107,15 +116,20 @@ class CompletionService:
 
         # Where each choice's next text starts, for logprobs' text_offset.
         offsets = [0] * len(streams)
-        async with closing_all(streams):
+        produced = [0] * len(streams)  # tokens each choice has made so far
+        async with ending(ticket, produced), closing_all(streams):
             if request.echo:
                 for index in range(len(streams)):
                     echo = prompts[index // n].text or ""
                     offsets[index] = len(echo)
                     yield chunk(index, echo, None)
             completion_tokens = cached_tokens = 0
+            first_reason: str | None = None
             async for index, event in merge(streams):
+                produced[index] = event.completion_tokens
+                ticket.first_token()
                 if event.finish_reason is not None:
+                    first_reason = first_reason or event.finish_reason
                     completion_tokens += event.completion_tokens
                     if index % n == 0:
                         cached_tokens += event.cached_tokens
@@ -129,6 +143,12 @@ class CompletionService:
                         )
                     offsets[index] += len(event.text)
                     yield chunk(index, event.text, event.finish_reason, logprobs)
+            # Before the usage chunk and [DONE]: a client that saw the end is on the ledger.
+            await ticket.settle(
+                completion_tokens=completion_tokens,
+                cached_tokens=cached_tokens,
+                finish_reason=first_reason,
+            )
         if request.include_usage:
             prompt_tokens = sum(len(p.tokens) for p in prompts)
             yield Completion(
@@ -140,7 +160,7 @@ class CompletionService:
             )
 
     async def _submit(
-        self, request: CompletionRequest
+        self, request: CompletionRequest, ticket: Ticket
     ) -> tuple[TextEngine, list[_Prompt], list[TokenStream]]:
         if request.suffix:
             raise InvalidRequest("suffix (insertion) is not supported", param="suffix")
@@ -153,6 +173,7 @@ class CompletionService:
             raise InvalidRequest("echo needs text prompts, not token ids", param="echo")
         requests = []
         request_id = new_id("")
+        most_tokens = 0
         for i, prompt in enumerate(prompts):
             max_tokens = completion_budget(
                 engine,
@@ -167,7 +188,10 @@ class CompletionService:
                 max_tokens,
                 f"{request_id}-{i}",
                 top_logprobs=request.logprobs,
+                priority=ticket.priority,
             )
+            most_tokens += len(prompt.tokens) + max_tokens * (request.n or 1)
+        await ticket.admit(sum(len(p.tokens) for p in prompts), most_tokens)
         return engine, prompts, submit_all(engine, requests)
 
     async def _prompts(self, engine: TextEngine, request: CompletionRequest) -> list[_Prompt]:

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from privserve.config import EmbeddingConfig
 from privserve.engine.base import EmbeddingEngine
 from privserve.errors import ContextLengthExceeded, InvalidRequest
+from privserve.metering.meter import Ticket
 from privserve.protocol.embeddings import (
     Embedding,
     EmbeddingRequest,
@@ -41,7 +42,7 @@ class EmbeddingService:
         self._catalog = catalog
         self._config = config
 
-    async def create(self, request: EmbeddingRequest) -> EmbeddingResponse:
+    async def create(self, request: EmbeddingRequest, ticket: Ticket) -> EmbeddingResponse:
         engine = self._catalog.embedding_engine(request.model)
         texts = self._texts(engine, request)
         dimensions = self._dimensions(engine, request.dimensions)
@@ -55,8 +56,10 @@ class EmbeddingService:
                     "PRIVSERVE_EMBEDDING__TRUNCATE=true to cut long inputs.",
                     param="input" if isinstance(request.input, str) else f"input[{i}]",
                 )
-        vectors = shortened(await engine.embed(texts), dimensions)
         tokens = sum(min(count, limit) for count in counts)
+        await ticket.admit(tokens, tokens)
+        vectors = shortened(await engine.embed(texts, priority=ticket.priority), dimensions)
+        await ticket.settle(completion_tokens=0)
         return EmbeddingResponse(
             data=[
                 Embedding(

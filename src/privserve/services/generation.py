@@ -14,6 +14,7 @@ from privserve.engine.base import (
     FinishReason,
     GenerationRequest,
     OutputConstraint,
+    Priority,
     SamplingParams,
     TextEngine,
     TokenEvent,
@@ -21,6 +22,7 @@ from privserve.engine.base import (
     TokenStream,
 )
 from privserve.errors import ContextLengthExceeded, EngineError, InvalidRequest
+from privserve.metering.meter import Ticket, status_of
 from privserve.protocol.common import SamplingFields
 
 T = TypeVar("T")
@@ -69,6 +71,7 @@ def choice_requests(
     *,
     top_logprobs: int | None = None,
     constraint: OutputConstraint | None = None,
+    priority: Priority = "interactive",
 ) -> list[GenerationRequest]:
     """One engine request per choice; with a seed, choice i uses seed + i so choices differ.
 
@@ -93,7 +96,7 @@ def choice_requests(
             top_logprobs=top_logprobs or 0,
             constraint=constraint,
         )
-        requests.append(GenerationRequest(prompt, sampling, f"{request_id}/{i}"))
+        requests.append(GenerationRequest(prompt, sampling, f"{request_id}/{i}", priority))
     return requests
 
 
@@ -167,6 +170,18 @@ async def collect_all(streams: Sequence[TokenStream]) -> list[ChoiceResult]:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(collect(s)) for s in streams]
     return [task.result() for task in tasks]
+
+
+@asynccontextmanager
+async def ending(ticket: Ticket, produced: Sequence[int]) -> AsyncIterator[None]:
+    """Closes a stream's ticket however the stream ends: done, failed, or its client gone
+    (recorded with the tokens `produced` so far)."""
+    try:
+        yield
+    except BaseException as exc:
+        await ticket.close(status_of(exc), completion_tokens=sum(produced))
+        raise
+    await ticket.close(200)
 
 
 @asynccontextmanager

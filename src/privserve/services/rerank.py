@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from privserve.engine.base import RerankEngine
 from privserve.errors import ContextLengthExceeded
+from privserve.metering.meter import Ticket
 from privserve.protocol.rerank import (
     LegacyRerankRequest,
     LegacyRerankResult,
@@ -29,7 +30,7 @@ class RerankService:
         self._catalog = catalog
 
     async def _scores(
-        self, engine: RerankEngine, query: str, texts: list[str]
+        self, engine: RerankEngine, query: str, texts: list[str], ticket: Ticket
     ) -> tuple[list[float], int]:
         query_tokens, tokens = await engine.count_tokens(query, texts)
         limit = engine.max_input_tokens
@@ -38,12 +39,15 @@ class RerankService:
                 f"the query has {query_tokens} tokens; this model reads at most {limit}",
                 param="query",
             )
-        return await engine.score(query, texts), tokens
+        await ticket.admit(tokens, tokens)
+        scores = await engine.score(query, texts, priority=ticket.priority)
+        await ticket.settle(completion_tokens=0)
+        return scores, tokens
 
-    async def rerank(self, request: RerankRequest) -> RerankResponse:
+    async def rerank(self, request: RerankRequest, ticket: Ticket) -> RerankResponse:
         engine = self._catalog.rerank_engine(request.model)
         texts = request.texts()
-        scores, tokens = await self._scores(engine, request.query, texts)
+        scores, tokens = await self._scores(engine, request.query, texts, ticket)
         order = sorted(range(len(texts)), key=lambda i: -scores[i])[: request.top_n]
         return RerankResponse(
             id=new_id("rerank-"),
@@ -60,8 +64,11 @@ class RerankService:
             meta=RerankMeta(tokens=RerankTokens(input_tokens=tokens)),
         )
 
-    async def rerank_legacy(self, request: LegacyRerankRequest) -> list[LegacyRerankResult]:
+    async def rerank_legacy(
+        self, request: LegacyRerankRequest, ticket: Ticket
+    ) -> list[LegacyRerankResult]:
         engine = self._catalog.rerank_engine(request.model)
-        scores, _ = await self._scores(engine, request.query, [i.text for i in request.inputs])
+        texts = [i.text for i in request.inputs]
+        scores, _ = await self._scores(engine, request.query, texts, ticket)
         ranked = sorted(zip(request.inputs, scores, strict=True), key=lambda pair: -pair[1])
         return [LegacyRerankResult(id=item.id, score=score) for item, score in ranked]

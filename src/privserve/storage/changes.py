@@ -10,25 +10,25 @@ from sqlalchemy.engine import make_url
 
 class ChangeCounter(Protocol):
     def version(self) -> int:
-        """A number that differs after any commit by another connection or process."""
+        """A number that differs after any change to a key, by any connection or process."""
         ...
 
     def close(self) -> None: ...
 
 
 class SqliteChangeCounter:
-    """`PRAGMA data_version` on a connection of its own.
+    """The key epoch, read on a connection of its own.
 
-    SQLite changes the value whenever any other connection commits, this process's pool
-    or another process (`privserve keys revoke`) alike. It reads one page header from a file
-    in the page cache: microseconds, cheap enough to ask on every request."""
+    Every change to a key bumps it in the change's transaction, from this process's pool or
+    another process (`privserve keys revoke`) alike; the ledger's writes leave it alone. One
+    row of a file in the page cache: microseconds, cheap enough to ask on every request."""
 
     def __init__(self, path: str) -> None:
         # Autocommit, so the pragma never leaves a read transaction holding a snapshot.
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
     def version(self) -> int:
-        row = self._connection.execute("PRAGMA data_version").fetchone()
+        row = self._connection.execute("SELECT version FROM key_epoch").fetchone()
         return int(row[0])
 
     def close(self) -> None:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from privserve.storage.tables import ApiKeyRow, utcnow
+from privserve.storage.tables import ApiKeyRow, KeyEpochRow, utcnow
 
 _ACTIVE_WITH_PREFIX = select(
     ApiKeyRow.id,
@@ -18,7 +18,18 @@ _ACTIVE_WITH_PREFIX = select(
     ApiKeyRow.models,
     ApiKeyRow.networks,
     ApiKeyRow.expires_at,
+    ApiKeyRow.rpm,
+    ApiKeyRow.tpm,
+    ApiKeyRow.concurrency,
+    ApiKeyRow.quota_tokens,
+    ApiKeyRow.quota_period,
+    ApiKeyRow.priority,
 ).where(ApiKeyRow.prefix == bindparam("prefix"), ApiKeyRow.revoked_at.is_(None))
+
+
+async def _bump_epoch(session: AsyncSession) -> None:
+    """Tells every server's key cache that keys changed, in the change's own transaction."""
+    await session.execute(update(KeyEpochRow).values(version=KeyEpochRow.version + 1))
 
 
 class ActiveKey(NamedTuple):
@@ -30,6 +41,12 @@ class ActiveKey(NamedTuple):
     models: str = "[]"  # JSON list
     networks: str = "[]"  # JSON list
     expires_at: datetime | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    quota_tokens: int | None = None
+    quota_period: str | None = None
+    priority: str = "interactive"
 
 
 class ApiKeyRepo:
@@ -39,22 +56,18 @@ class ApiKeyRepo:
 
     async def add(self, *, name: str, prefix: str, key_hash: str, **access: Any) -> ApiKeyRow:
         """A new key row; `access` holds the optional columns (owner, expires_at, is_admin,
-        models, networks)."""
+        models, networks, the limits and priority)."""
         async with self._sessions.begin() as session:
             row = ApiKeyRow(name=name, prefix=prefix, key_hash=key_hash, **access)
             session.add(row)
+            await _bump_epoch(session)
         return row
 
     async def active_with_prefix(self, prefix: str) -> Sequence[ActiveKey]:
         # Runs on every request: a Core query on a pooled connection, no ORM session.
         async with self._engine.connect() as connection:
             result = await connection.execute(_ACTIVE_WITH_PREFIX, {"prefix": prefix})
-            return [
-                ActiveKey(
-                    row.id, row.key_hash, row.is_admin, row.models, row.networks, row.expires_at
-                )
-                for row in result
-            ]
+            return [ActiveKey(*row) for row in result]
 
     async def all(self) -> Sequence[ApiKeyRow]:
         async with self._sessions() as session:
@@ -79,6 +92,7 @@ class ApiKeyRepo:
                 return None
             for name, value in fields.items():
                 setattr(row, name, value)
+            await _bump_epoch(session)
         return row
 
     async def active_named(self, name: str) -> ApiKeyRow | None:
@@ -101,4 +115,5 @@ class ApiKeyRepo:
             if row is None or row.revoked_at is not None:
                 return None
             row.revoked_at = utcnow()
+            await _bump_epoch(session)
         return row

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from privserve.api.deps import Access, Catalog, require_model
+from privserve.api.deps import Access, Catalog
+from privserve.api.metered import require_model
 from privserve.errors import ModelNotFound
 from privserve.protocol.models import ModelCard, ModelList
 from privserve.services.catalog import ModelCatalog

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from privserve.api.deps import Access, Catalog, Rerank, require_model
+from privserve.api.deps import Catalog, Metered, Rerank
 from privserve.api.disconnect import unless_disconnected
 from privserve.api.json_route import JsonBodyRoute
+from privserve.api.metered import metered
 from privserve.protocol.rerank import (
     LegacyRerankRequest,
     LegacyRerankResult,
@@ -26,7 +27,7 @@ async def rerank(
     body: Annotated[dict[str, Any], Body()],
     service: Rerank,
     catalog: Catalog,
-    access: Access,
+    ticket: Metered,
     request: Request,
 ) -> RerankResponse | list[LegacyRerankResult]:
     # FastGPT 4.6 sends `inputs: [{id, text}]`; everything since sends `documents`.
@@ -36,10 +37,10 @@ async def rerank(
     except ValidationError as exc:
         raise _as_body_error(exc) from None
     # No model named: the default reranker answers, and the key must be allowed it.
-    require_model(access, parsed.model or catalog.rerank_engine(None).model_id)
-    if isinstance(parsed, LegacyRerankRequest):
-        return await unless_disconnected(request, service.rerank_legacy(parsed))
-    return await unless_disconnected(request, service.rerank(parsed))
+    async with metered(ticket, parsed.model or catalog.rerank_engine(None).model_id):
+        if isinstance(parsed, LegacyRerankRequest):
+            return await unless_disconnected(request, service.rerank_legacy(parsed, ticket))
+        return await unless_disconnected(request, service.rerank(parsed, ticket))
 
 
 def _as_body_error(exc: ValidationError) -> RequestValidationError:

@@ -5,11 +5,16 @@ chunks of at most `max_batch`, one chunk at a time. One task takes the first wai
 gathers more until `max_batch` inputs or the window has passed, and awaits one encode (which
 runs off the event loop); each caller gets its own rows back. While a pass runs, the next
 batch gathers, so under load the window costs nothing.
+
+Interactive requests' chunks are taken before batch ones (a knowledge base being indexed
+must not slow the people searching it), except that a batch chunk which has waited
+`batch_max_wait_s` goes first: batch work is slowed, never starved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +24,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from privserve.engine.base import Priority
 from privserve.errors import Overloaded
 
 Item = TypeVar("Item")
@@ -40,17 +46,29 @@ class BatcherStats:
 class _Chunk(Generic[Item]):
     texts: Sequence[Item]
     done: asyncio.Future[Rows]
+    queued_at: float = 0.0
 
 
 class DynamicBatcher(Generic[Item]):
     def __init__(
-        self, encode: Encoder[Item], *, window_s: float, max_batch: int, max_queued_texts: int
+        self,
+        encode: Encoder[Item],
+        *,
+        window_s: float,
+        max_batch: int,
+        max_queued_texts: int,
+        batch_max_wait_s: float = 10.0,
     ) -> None:
         self._encode = encode
         self._window_s = window_s
         self._max_batch = max_batch
         self._max_queued = max_queued_texts
-        self._queue: asyncio.Queue[_Chunk[Item]] = asyncio.Queue()
+        self._batch_max_wait_s = batch_max_wait_s
+        self._queues: dict[Priority, collections.deque[_Chunk[Item]]] = {
+            "interactive": collections.deque(),
+            "batch": collections.deque(),
+        }
+        self._arrived = asyncio.Event()
         self._carry: _Chunk[Item] | None = None  # taken from the queue but did not fit the batch
         self.stats = BatcherStats()
         self._task: asyncio.Task[None] | None = None
@@ -64,7 +82,7 @@ class DynamicBatcher(Generic[Item]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def embed(self, texts: Sequence[Item]) -> Rows:
+    async def embed(self, texts: Sequence[Item], priority: Priority = "interactive") -> Rows:
         """One row per input, in order; raises Overloaded when too many inputs wait."""
         if self.stats.queued_texts + len(texts) > self._max_queued:
             raise Overloaded(f"{self.stats.queued_texts} inputs are waiting to be encoded")
@@ -74,29 +92,44 @@ class DynamicBatcher(Generic[Item]):
         # One chunk at a time: a large request queues its next chunk behind whatever arrived
         # meanwhile, so it cannot hold the model while others wait.
         for i in range(0, len(texts), self._max_batch):
-            chunk = _Chunk(texts[i : i + self._max_batch], loop.create_future())
+            chunk = _Chunk(texts[i : i + self._max_batch], loop.create_future(), time.monotonic())
             self.stats.queued_texts += len(chunk.texts)
-            self._queue.put_nowait(chunk)
+            self._queues[priority].append(chunk)
+            self._arrived.set()
             try:
                 parts.append(await chunk.done)
             finally:
                 chunk.done.cancel()  # a caller gone: its chunk, if still queued, is skipped
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
+    def _take(self) -> _Chunk[Item] | None:
+        """The next chunk: interactive first, unless the oldest batch one waited too long."""
+        interactive, batch = self._queues["interactive"], self._queues["batch"]
+        if batch and (
+            not interactive or time.monotonic() - batch[0].queued_at >= self._batch_max_wait_s
+        ):
+            return batch.popleft()
+        return interactive.popleft() if interactive else None
+
+    async def _get(self) -> _Chunk[Item]:
+        while (chunk := self._take()) is None:
+            self._arrived.clear()
+            await self._arrived.wait()
+        return chunk
+
     async def _next_batch(self) -> list[_Chunk[Item]]:
-        first = self._carry or await self._queue.get()
+        first = self._carry or await self._get()
         self._carry = None
         batch, size = [first], len(first.texts)
         deadline = time.monotonic() + self._window_s
         while size < self._max_batch:
-            try:
-                chunk = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
+            chunk = self._take()
+            if chunk is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 try:
-                    chunk = await asyncio.wait_for(self._queue.get(), remaining)
+                    chunk = await asyncio.wait_for(self._get(), remaining)
                 except TimeoutError:
                     break
             if size + len(chunk.texts) > self._max_batch:

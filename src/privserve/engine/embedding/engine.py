@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from privserve.config import EmbeddingConfig, RerankConfig
-from privserve.engine.base import EmbeddingEngine
+from privserve.engine.base import EmbeddingEngine, Priority
 from privserve.engine.embedding.batcher import DynamicBatcher, Item
 from privserve.engine.embedding.cross_encoder import CrossEncoderScorer, Pair
 from privserve.engine.embedding.model import SentenceEmbedder
@@ -43,12 +43,17 @@ class _BatchedOnTorchThread(Generic[Item]):
         window_ms: float,
         max_batch: int,
         max_queued: int,
+        batch_max_wait_s: float,
     ) -> None:
         async def encode(items: list[Item]) -> npt.NDArray[np.float32]:
             return await thread.run(forward, items)
 
         self._batcher: DynamicBatcher[Item] = DynamicBatcher(
-            encode, window_s=window_ms / 1000, max_batch=max_batch, max_queued_texts=max_queued
+            encode,
+            window_s=window_ms / 1000,
+            max_batch=max_batch,
+            max_queued_texts=max_queued,
+            batch_max_wait_s=batch_max_wait_s,
         )
 
     def start(self) -> None:
@@ -64,7 +69,11 @@ class _BatchedOnTorchThread(Generic[Item]):
 
 class BatchedEmbedder(_BatchedOnTorchThread[str]):
     def __init__(
-        self, embedder: SentenceEmbedder, config: EmbeddingConfig, thread: TorchThread
+        self,
+        embedder: SentenceEmbedder,
+        config: EmbeddingConfig,
+        thread: TorchThread,
+        batch_max_wait_s: float = 10.0,
     ) -> None:
         super().__init__(
             embedder.encode,
@@ -72,18 +81,24 @@ class BatchedEmbedder(_BatchedOnTorchThread[str]):
             window_ms=config.batch_window_ms,
             max_batch=config.max_batch,
             max_queued=config.max_queued_texts,
+            batch_max_wait_s=batch_max_wait_s,
         )
         self._embedder = embedder
 
     @classmethod
     def load(
-        cls, model_id: str, path: Path, config: EmbeddingConfig, thread: TorchThread
+        cls,
+        model_id: str,
+        path: Path,
+        config: EmbeddingConfig,
+        thread: TorchThread,
+        batch_max_wait_s: float = 10.0,
     ) -> BatchedEmbedder:
         """Blocks while the model loads (on the torch thread); call it off the event loop."""
         embedder = thread.call(
             lambda: SentenceEmbedder(model_id, path, shortenable=config.shortenable)
         )
-        return cls(embedder, config, thread)
+        return cls(embedder, config, thread, batch_max_wait_s)
 
     @property
     def model_id(self) -> str:
@@ -111,8 +126,10 @@ class BatchedEmbedder(_BatchedOnTorchThread[str]):
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._embedder.tokens.detokenize(ids)
 
-    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        return await self._batcher.embed(texts)
+    async def embed(
+        self, texts: Sequence[str], priority: Priority = "interactive"
+    ) -> npt.NDArray[np.float32]:
+        return await self._batcher.embed(texts, priority)
 
 
 class BatchedCrossEncoder(_BatchedOnTorchThread[Pair]):
@@ -120,22 +137,35 @@ class BatchedCrossEncoder(_BatchedOnTorchThread[Pair]):
 
     method = "cross-encoder"
 
-    def __init__(self, scorer: CrossEncoderScorer, config: RerankConfig, thread: TorchThread):
+    def __init__(
+        self,
+        scorer: CrossEncoderScorer,
+        config: RerankConfig,
+        thread: TorchThread,
+        batch_max_wait_s: float = 10.0,
+    ):
         super().__init__(
             scorer.score,
             thread,
             window_ms=config.batch_window_ms,
             max_batch=config.max_batch,
             max_queued=config.max_queued_pairs,
+            batch_max_wait_s=batch_max_wait_s,
         )
         self._scorer = scorer
 
     @classmethod
     def load(
-        cls, model_id: str, path: Path, config: RerankConfig, thread: TorchThread
+        cls,
+        model_id: str,
+        path: Path,
+        config: RerankConfig,
+        thread: TorchThread,
+        batch_max_wait_s: float = 10.0,
     ) -> BatchedCrossEncoder:
         """Blocks while the model loads (on the torch thread); call it off the event loop."""
-        return cls(thread.call(lambda: CrossEncoderScorer(model_id, path)), config, thread)
+        scorer = thread.call(lambda: CrossEncoderScorer(model_id, path))
+        return cls(scorer, config, thread, batch_max_wait_s)
 
     @property
     def model_id(self) -> str:
@@ -151,8 +181,10 @@ class BatchedCrossEncoder(_BatchedOnTorchThread[Pair]):
         pairs = await count_tokens(tokens, [query] * len(documents), documents)
         return query_tokens, sum(min(n, self.max_input_tokens) for n in pairs)
 
-    async def score(self, query: str, documents: Sequence[str]) -> list[float]:
-        scores = await self._batcher.embed([(query, d) for d in documents])
+    async def score(
+        self, query: str, documents: Sequence[str], priority: Priority = "interactive"
+    ) -> list[float]:
+        scores = await self._batcher.embed([(query, d) for d in documents], priority)
         return [float(s) for s in scores]
 
 
@@ -178,8 +210,10 @@ class CosineReranker:
         # Long documents are read up to the model's limit, as a cross-encoder would.
         return counts[0], sum(min(n, self.max_input_tokens) for n in counts)
 
-    async def score(self, query: str, documents: Sequence[str]) -> list[float]:
-        vectors = await self._embedder.embed([query, *documents])
+    async def score(
+        self, query: str, documents: Sequence[str], priority: Priority = "interactive"
+    ) -> list[float]:
+        vectors = await self._embedder.embed([query, *documents], priority)
         return [float(s) for s in np.asarray(vectors[1:]) @ np.asarray(vectors[0])]
 
     def stats(self) -> dict[str, float]:

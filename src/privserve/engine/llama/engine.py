@@ -76,6 +76,7 @@ class LlamaEngine:
         *,
         max_queued_requests: int,
         request_timeout_s: float | None = None,
+        batch_max_wait_s: float = 10.0,
     ) -> None:
         self._model = model
         sequences = config.parallel or default_parallel(config.n_ctx)
@@ -88,7 +89,9 @@ class LlamaEngine:
         self._context = LlamaContext(model, self._shape)
         self._slots = SlotTable(sequences)
         self._running: list[RunningSequence] = []
-        self._waiting = WaitingList(max_queued_requests, model.spec.model_id, request_timeout_s)
+        self._waiting = WaitingList(
+            max_queued_requests, model.spec.model_id, request_timeout_s, batch_max_wait_s
+        )
         self._timeout_s = request_timeout_s
         self._counters = _Counters()
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
@@ -118,6 +121,7 @@ class LlamaEngine:
         *,
         max_queued_requests: int,
         request_timeout_s: float | None = None,
+        batch_max_wait_s: float = 10.0,
     ) -> LlamaEngine:
         model = LlamaModel(spec, config)
         try:
@@ -126,6 +130,7 @@ class LlamaEngine:
                 config,
                 max_queued_requests=max_queued_requests,
                 request_timeout_s=request_timeout_s,
+                batch_max_wait_s=batch_max_wait_s,
             )
         except BaseException:
             model.close()

@@ -1,4 +1,8 @@
-"""Requests waiting for a slot: bounded, each with its deadline.
+"""Requests waiting for a slot: bounded, each with its deadline, interactive ones first.
+
+When slots are scarce, requests of `interactive` keys are offered them before those of
+`batch` keys (an indexing job must not slow the people chatting), but a batch request that
+has waited `batch_max_wait_s` takes its turn in arrival order: slowed, never starved.
 
 This is the only state the event loop and the engine thread share. Its lock is held just to
 add to the list or take it whole, so a request handler never waits on engine work (copying
@@ -21,14 +25,22 @@ from privserve.errors import Overloaded, ShuttingDown
 class Waiting:
     stream: GenerationStream
     deadline: float | None  # time.monotonic() past which the request is dropped
+    queued_at: float = 0.0
 
     def has_expired(self, now: float) -> bool:
         return self.deadline is not None and now > self.deadline
 
 
 class WaitingList:
-    def __init__(self, capacity: int, model_id: str, timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        model_id: str,
+        timeout_s: float | None,
+        batch_max_wait_s: float = 10.0,
+    ) -> None:
         self._capacity = capacity
+        self._batch_max_wait_s = batch_max_wait_s
         self._model_id = model_id
         self._timeout_s = timeout_s
         self._items: collections.deque[Waiting] = collections.deque()
@@ -40,7 +52,8 @@ class WaitingList:
 
     def submit(self, stream: GenerationStream) -> None:
         """Queues a request; Overloaded when the list is full, ShuttingDown once closed."""
-        deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
+        now = time.monotonic()
+        deadline = None if self._timeout_s is None else now + self._timeout_s
         with self._changed:
             if self._closing:
                 raise ShuttingDown("the server is shutting down; retry on another replica")
@@ -48,14 +61,26 @@ class WaitingList:
                 raise Overloaded(
                     f"{self._model_id} has {len(self._items)} requests waiting; retry shortly"
                 )
-            self._items.append(Waiting(stream, deadline))
+            self._items.append(Waiting(stream, deadline, now))
             self._changed.notify()
 
     def take_all(self) -> list[Waiting]:
+        """Everything waiting, in the order slots should go to them."""
         with self._changed:
             items = list(self._items)
             self._items.clear()
-        return items
+        now = time.monotonic()
+
+        def goes_first(item: Waiting) -> bool:
+            return (
+                item.stream.request.priority != "batch"
+                or now - item.queued_at >= self._batch_max_wait_s
+            )
+
+        first = [item for item in items if goes_first(item)]
+        if len(first) == len(items):
+            return items
+        return first + [item for item in items if not goes_first(item)]
 
     def put_back(self, items: Iterable[Waiting]) -> None:
         """Returns requests that found no slot to the front, in their order."""

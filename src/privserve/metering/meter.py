@@ -1,0 +1,203 @@
+"""A request's account: its key's limits checked as it starts, its tokens reserved from the
+quota once its prompt is known, and its ledger row and quota settled before its response
+completes.
+
+    ticket = meter.ticket(access, "chat.completions", request_id, headers)
+    await ticket.start(model)                         # requests/min, concurrency
+    await ticket.admit(prompt_tokens, most_tokens)    # tokens/min, quota
+    ...                                               # the answer
+    await ticket.settle(usage...)                     # ledger row + quota, one commit
+    await ticket.close(status)                        # always; records what settle did not
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from privserve.auth.access import KeyAccess, KeyLimits
+from privserve.errors import InsufficientQuota, PrivserveError
+from privserve.metering.rates import RateLimiter, Window, reset_text
+from privserve.metering.writer import LedgerWriter
+from privserve.storage.usage import Reservation, Settlement, UsageEntry
+
+Priority = Literal["interactive", "batch"]
+CLIENT_GONE = 499  # nginx's "client closed request"
+
+
+def status_of(error: BaseException) -> int:
+    """The status a request that ended with `error` is recorded with."""
+    if isinstance(error, PrivserveError):
+        return error.status
+    if isinstance(error, GeneratorExit | asyncio.CancelledError):
+        return CLIENT_GONE
+    return 500
+
+
+@dataclass(frozen=True)
+class Meter:
+    """What every ticket shares: the rate limiter and the ledger's writer (None: no ledger)."""
+
+    limiter: RateLimiter
+    writer: LedgerWriter | None
+    hold_s: float = 3600.0  # a quota hold outliving this is taken for a dead server's
+
+    def ticket(
+        self, access: KeyAccess, endpoint: str, request_id: str, headers: dict[str, str]
+    ) -> Ticket:
+        """`headers` receives the `x-ratelimit-*` headers as the limits are checked."""
+        return Ticket(self, access, endpoint, request_id, headers)
+
+
+class Ticket:
+    def __init__(
+        self,
+        meter: Meter | None,
+        access: KeyAccess,
+        endpoint: str,
+        request_id: str,
+        headers: dict[str, str],
+    ) -> None:
+        self._meter = meter
+        self.access = access
+        self._limits: KeyLimits = access.limits
+        self._endpoint = endpoint
+        self.request_id = request_id
+        self._headers = headers
+        self._started = time.perf_counter()
+        self._started_at = datetime.now(UTC)
+        self._first_token_at: float | None = None
+        self.model = ""
+        self._holding = False  # a concurrency place
+        self._hold: Reservation | None = None
+        self._prompt_tokens = 0
+        self._settled = False
+        self._closed = False
+
+    @classmethod
+    def unmetered(cls, access: KeyAccess | None = None) -> Ticket:
+        """A ticket that checks and records nothing (tests of the services alone)."""
+        return cls(None, access or KeyAccess(key_id=0), "", uuid.uuid4().hex, {})
+
+    @property
+    def priority(self) -> Priority:
+        return self._limits.priority
+
+    async def start(self, model: str) -> None:
+        """Counts the request against requests/min and concurrency (RateLimited)."""
+        self.model = model[:200]
+        if self._meter is None or not self._limits.limits_rate:
+            return
+        window = await self._meter.limiter.start_request(self.access.key_id, self._limits)
+        self._holding = self._limits.concurrency is not None
+        if window is not None:
+            self._put_headers("requests", window)
+
+    async def admit(self, prompt_tokens: int, most_tokens: int) -> None:
+        """The prompt is known: counts it against tokens/min and reserves `most_tokens`
+        (prompt plus the most the answer may take) from the quota, or raises 429."""
+        self._prompt_tokens = prompt_tokens
+        if self._meter is None:
+            return
+        key_id = self.access.key_id
+        if self._limits.tpm is not None:
+            window = await self._meter.limiter.admit_tokens(key_id, self._limits, prompt_tokens)
+            self._put_headers("tokens", window)
+        quota = self._limits.quota
+        if quota is None or self._meter.writer is None:
+            return
+        now = datetime.now(UTC)
+        hold = Reservation(
+            hold_id=uuid.uuid4().hex,
+            key_id=key_id,
+            period=quota.window(now),
+            tokens=most_tokens,
+            limit=quota.tokens,
+            expires_at=now + timedelta(seconds=self._meter.hold_s),
+        )
+        if not await self._meter.writer.apply(hold):
+            resets = quota.resets_at(now)
+            when = f"; it resets in {reset_text((resets - now).total_seconds())}" if resets else ""
+            raise InsufficientQuota(
+                f"You exceeded your current quota: this key's {quota} tokens cannot cover "
+                f"this request's {most_tokens} (prompt plus max_tokens){when}. A lower "
+                "max_tokens may fit.",
+                retry_after_s=None if resets is None else int((resets - now).total_seconds()),
+            )
+        self._hold = hold
+
+    def first_token(self) -> None:
+        if self._first_token_at is None:
+            self._first_token_at = time.perf_counter()
+
+    async def settle(
+        self,
+        *,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        finish_reason: str | None = None,
+        status_code: int = 200,
+        prompt_tokens: int | None = None,
+    ) -> None:
+        """Writes the request's ledger row and turns its quota hold into what it used, in
+        one commit, and counts its completion against tokens/min. Once."""
+        if self._settled:
+            return
+        self._settled = True
+        prompt = self._prompt_tokens if prompt_tokens is None else prompt_tokens
+        if self._meter is None:
+            return
+        limiter, writer, key_id = self._meter.limiter, self._meter.writer, self.access.key_id
+        await limiter.charge_tokens(key_id, self._limits, completion_tokens)
+        if writer is None:
+            return
+        hold = self._hold
+        now = time.perf_counter()
+        entry = UsageEntry(
+            request_id=self.request_id,
+            created_at=self._started_at,
+            key_id=key_id,
+            model=self.model,
+            endpoint=self._endpoint,
+            prompt_tokens=prompt,
+            cached_tokens=cached_tokens,
+            completion_tokens=completion_tokens,
+            status_code=status_code,
+            finish_reason=finish_reason,
+            ttft_ms=None
+            if self._first_token_at is None
+            else (self._first_token_at - self._started) * 1000,
+            duration_ms=(now - self._started) * 1000,
+        )
+        await writer.apply(
+            Settlement(
+                entry,
+                hold_id=None if hold is None else hold.hold_id,
+                key_id=key_id,
+                period=None if hold is None else hold.period,
+                tokens=0 if hold is None else prompt + completion_tokens,
+            )
+        )
+
+    async def close(self, status_code: int, *, completion_tokens: int = 0) -> None:
+        """Ends the request: records it if it was not settled (an error, a client gone,
+        with what it produced), and frees its concurrency place. Once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._settled:
+                await self.settle(completion_tokens=completion_tokens, status_code=status_code)
+        finally:
+            if self._holding and self._meter is not None:
+                self._holding = False
+                await self._meter.limiter.end_request(self.access.key_id, self._limits)
+
+    def _put_headers(self, kind: str, window: Window) -> None:
+        self._headers[f"x-ratelimit-limit-{kind}"] = str(window.limit)
+        self._headers[f"x-ratelimit-remaining-{kind}"] = str(window.remaining)
+        self._headers[f"x-ratelimit-reset-{kind}"] = reset_text(window.reset_s)

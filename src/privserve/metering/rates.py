@@ -1,0 +1,119 @@
+"""Requests per minute, tokens per minute and concurrent requests per key, in the `limits`
+library: in this process by default, in Redis when several servers share one budget.
+
+Windows are fixed minutes, as OpenAI's headers describe them (a limit, what remains, when it
+resets). A request's prompt tokens count when it is admitted, its completion tokens when it
+ends; a key over its tokens per minute is refused until the window resets."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+from limits.storage import storage_from_string
+
+from privserve.auth.access import KeyLimits
+from privserve.errors import RateLimited
+
+# A concurrency count a dead server left behind in Redis expires after this long without
+# a new request.
+CONCURRENCY_EXPIRY_S = 3600
+
+
+def storage_uri(url: str | None) -> str:
+    """`limits`' name for a storage URL: `redis://host:port` is its `async+redis://…`."""
+    if not url or url == "memory://":
+        return "async+memory://"
+    return url if url.startswith("async+") else f"async+{url}"
+
+
+@dataclass(frozen=True)
+class Window:
+    limit: int
+    remaining: int
+    reset_s: float  # until the window resets
+
+
+def reset_text(seconds: float) -> str:
+    """OpenAI's duration format for `x-ratelimit-reset-*`: `59s`, `1m0s`, `250ms`."""
+    if seconds < 1:
+        return f"{max(int(seconds * 1000), 1)}ms"
+    whole = math.ceil(seconds)
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+class RateLimiter:
+    def __init__(self, storage_url: str | None = None) -> None:
+        options = {"implementation": "redispy"} if storage_url else {}
+        storage = storage_from_string(storage_uri(storage_url), **options)
+        assert isinstance(storage, Storage)  # an `async+` URI gives an asyncio storage
+        self._storage = storage
+        self._windows = FixedWindowRateLimiter(self._storage)
+
+    async def check(self) -> None:
+        """Raises when the storage cannot be reached (checked once, at start)."""
+        if not await self._storage.check():
+            raise ConnectionError("the rate-limit storage does not answer")
+
+    async def start_request(self, key_id: int, limits: KeyLimits) -> Window | None:
+        """Counts one request against the key's requests per minute and takes a concurrency
+        place; RateLimited (and nothing taken) when either is spent. The requests window."""
+        window = None
+        if limits.rpm is not None:
+            item = RateLimitItemPerMinute(limits.rpm)
+            allowed = await self._windows.hit(item, "rpm", str(key_id))
+            window = await self._window(item, "rpm", key_id)
+            if not allowed:
+                raise RateLimited(
+                    f"Rate limit reached for requests per minute (RPM): limit {limits.rpm}. "
+                    f"Please try again in {reset_text(window.reset_s)}.",
+                    kind="requests",
+                    retry_after_s=window.reset_s,
+                )
+        if limits.concurrency is not None:
+            key = f"concurrency/{key_id}"
+            running = await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=1)
+            if running > limits.concurrency:
+                await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=-1)
+                raise RateLimited(
+                    f"Rate limit reached for concurrent requests: limit {limits.concurrency}. "
+                    "Please try again when one of this key's requests has finished.",
+                    kind="requests",
+                    retry_after_s=1,
+                )
+        return window
+
+    async def end_request(self, key_id: int, limits: KeyLimits) -> None:
+        if limits.concurrency is not None:
+            await self._storage.incr(f"concurrency/{key_id}", CONCURRENCY_EXPIRY_S, amount=-1)
+
+    async def admit_tokens(self, key_id: int, limits: KeyLimits, prompt_tokens: int) -> Window:
+        """Counts a prompt against the key's tokens per minute, refusing it when the
+        window is spent already. The key must have a tokens-per-minute limit."""
+        assert limits.tpm is not None
+        item = RateLimitItemPerMinute(limits.tpm)
+        if not await self._windows.test(item, "tpm", str(key_id)):
+            window = await self._window(item, "tpm", key_id)
+            raise RateLimited(
+                f"Rate limit reached for tokens per minute (TPM): limit {limits.tpm}. "
+                f"Please try again in {reset_text(window.reset_s)}.",
+                kind="tokens",
+                retry_after_s=window.reset_s,
+            )
+        await self._windows.hit(item, "tpm", str(key_id), cost=max(prompt_tokens, 1))
+        return await self._window(item, "tpm", key_id)
+
+    async def charge_tokens(self, key_id: int, limits: KeyLimits, tokens: int) -> None:
+        """Counts what a request produced; it may take the window past its limit."""
+        if limits.tpm is not None and tokens > 0:
+            item = RateLimitItemPerMinute(limits.tpm)
+            await self._windows.hit(item, "tpm", str(key_id), cost=tokens)
+
+    async def _window(self, item: RateLimitItemPerMinute, kind: str, key_id: int) -> Window:
+        stats = await self._windows.get_window_stats(item, kind, str(key_id))
+        return Window(item.amount, stats.remaining, max(stats.reset_time - time.time(), 0.0))

@@ -1,0 +1,117 @@
+"""Group commit: the ledger rows and quota changes of concurrent requests, committed together.
+
+One task owns the writes. It takes everything queued, applies it in one transaction and
+answers each request; whatever arrives meanwhile forms the next batch. A lone request waits
+for one commit; at hundreds of requests per second, hundreds share it. A request that stops
+waiting (its client left) does not take its change back: the change is queued, and is
+committed with the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from privserve.storage.usage import LedgerChange, UsageRepo
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WriterStats:
+    commits: int = 0
+    changes: int = 0
+    largest_batch: int = 0
+    failures: int = 0
+
+
+@dataclass
+class _Queued:
+    change: LedgerChange
+    done: asyncio.Future[bool] = field(repr=False)
+
+
+class LedgerWriter:
+    def __init__(
+        self, repo: UsageRepo, *, max_batch: int = 1024, sweep_every_s: float = 60.0
+    ) -> None:
+        self._repo = repo
+        self._max_batch = max_batch
+        self._sweep_every_s = sweep_every_s
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stats = WriterStats()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._sweep())]
+
+    async def close(self) -> None:
+        """Commits what is queued, then stops."""
+        if not self._tasks:
+            return
+        writer, sweeper = self._tasks
+        sweeper.cancel()
+        while not self._queue.empty() and not writer.done():
+            await asyncio.sleep(0.001)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def apply(self, change: LedgerChange) -> bool:
+        """Queues the change and waits for its commit; whether it was granted."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Queued(change, done))
+        # Shielded: a caller cancelled while waiting still has its change committed.
+        return await asyncio.shield(done)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Queued]) -> None:
+        try:
+            results = await self._repo.apply([item.change for item in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                # One bad change must not cost the others theirs: each on its own.
+                for item in batch:
+                    await self._commit([item])
+                return
+            self.stats.failures += 1
+            logger.error("could not write usage: %s", exc)
+            _settle(batch[0].done, exc)
+            return
+        self.stats.commits += 1
+        self.stats.changes += len(batch)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        for item, granted in zip(batch, results, strict=True):
+            _settle(item.done, granted)
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                freed = await self._repo.sweep(datetime.now(UTC))
+            except Exception as exc:
+                logger.warning("could not free expired quota holds: %s", exc)
+            else:
+                if freed:
+                    logger.info("freed %d quota holds their servers left behind", freed)
+            await asyncio.sleep(self._sweep_every_s)
+
+
+def _settle(done: asyncio.Future[bool], outcome: bool | BaseException) -> None:
+    if done.done():
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)

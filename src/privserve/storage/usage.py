@@ -1,0 +1,322 @@
+"""The usage ledger and token quotas, as SQL: many requests' changes applied in one
+transaction, and the sums `privserve usage` reads back.
+
+A quota's tokens live in a counter per key and period, `used` (settled) plus `reserved`
+(held by running requests). A request reserves with one conditional UPDATE, which both
+SQLite and PostgreSQL apply atomically, so racing requests and servers can never together
+pass the quota. Each reservation is also a hold row with an expiry: a server killed mid-request
+leaves its holds behind, and whoever sweeps after the expiry gives the tokens back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from privserve.storage.tables import QuotaCounterRow, QuotaHoldRow, UsageRow
+
+UsageGrouping = Literal["key", "model", "day"]
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """One ledger row as the request knows it."""
+
+    request_id: str
+    created_at: datetime
+    key_id: int
+    model: str
+    endpoint: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    status_code: int
+    finish_reason: str | None
+    ttft_ms: float | None
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Hold `tokens` of a key's quota for a request, if `limit` leaves room for them."""
+
+    hold_id: str
+    key_id: int
+    period: str
+    tokens: int
+    limit: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A request's end: its hold (if any) becomes the tokens it really used, and its
+    ledger row (if any) is written, in the same transaction."""
+
+    entry: UsageEntry | None
+    hold_id: str | None = None
+    key_id: int = 0
+    period: str | None = None
+    tokens: int = 0
+
+
+LedgerChange = Reservation | Settlement
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    key_id: int | None = None
+    model: str | None = None
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UsageSum:
+    group: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class UsageRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def apply(self, changes: Sequence[LedgerChange]) -> list[bool]:
+        """Applies every change in one transaction; for each, whether it was granted (a
+        settlement always is). A failing transaction raises, and applies nothing."""
+        async with self._engine.begin() as connection:
+            return await connection.run_sync(_apply_all, changes)
+
+    async def sweep(self, now: datetime) -> int:
+        """Gives back the tokens of holds that expired (their server died); how many."""
+        async with self._engine.begin() as connection:
+            return await connection.run_sync(_sweep, now)
+
+    async def quota_state(self, key_id: int, period: str) -> tuple[int, int]:
+        """(used, reserved) tokens of a key's quota period."""
+        query = select(QuotaCounterRow.used, QuotaCounterRow.reserved).where(
+            QuotaCounterRow.key_id == key_id, QuotaCounterRow.period == period
+        )
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+        return (0, 0) if row is None else (int(row.used), int(row.reserved))
+
+    async def sums(self, where: UsageFilter, by: UsageGrouping) -> list[UsageSum]:
+        """Requests and tokens per key, model or UTC day, oldest day or largest first."""
+        async with self._engine.connect() as connection:
+            group = _grouping(by, connection.dialect.name)
+            query = (
+                select(
+                    group.label("grp"),
+                    func.count().label("requests"),
+                    func.sum(_is_error()).label("errors"),
+                    func.sum(UsageRow.prompt_tokens).label("prompt"),
+                    func.sum(UsageRow.cached_tokens).label("cached"),
+                    func.sum(UsageRow.completion_tokens).label("completion"),
+                )
+                .where(*_conditions(where))
+                .group_by(group)
+            )
+            rows = (await connection.execute(query)).all()
+        sums = [
+            UsageSum(
+                str(row.grp),
+                int(row.requests),
+                int(row.errors or 0),
+                int(row.prompt or 0),
+                int(row.cached or 0),
+                int(row.completion or 0),
+            )
+            for row in rows
+        ]
+        if by == "day":
+            return sorted(sums, key=lambda s: s.group)
+        return sorted(sums, key=lambda s: (-s.total_tokens, s.group))
+
+    async def entries(self, where: UsageFilter, limit: int) -> list[UsageEntry]:
+        """The newest `limit` ledger rows that match, newest first."""
+        query = (
+            select(UsageRow)
+            .where(*_conditions(where))
+            .order_by(UsageRow.created_at.desc(), UsageRow.id.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [
+            UsageEntry(
+                r.request_id,
+                r.created_at,
+                r.key_id,
+                r.model,
+                r.endpoint,
+                r.prompt_tokens,
+                r.cached_tokens,
+                r.completion_tokens,
+                r.status_code,
+                r.finish_reason,
+                r.ttft_ms,
+                r.duration_ms,
+            )
+            for r in rows
+        ]
+
+    async def last_used(self) -> dict[int, datetime]:
+        """When each key last made a request."""
+        query = select(UsageRow.key_id, func.max(UsageRow.created_at)).group_by(UsageRow.key_id)
+        async with self._engine.connect() as connection:
+            return {row[0]: row[1] for row in await connection.execute(query)}
+
+
+def _conditions(where: UsageFilter) -> list[ColumnElement[bool]]:
+    conditions = []
+    if where.key_id is not None:
+        conditions.append(UsageRow.key_id == where.key_id)
+    if where.model is not None:
+        conditions.append(UsageRow.model == where.model)
+    if where.since is not None:
+        conditions.append(UsageRow.created_at >= where.since)
+    return conditions
+
+
+def _is_error() -> ColumnElement[Any]:
+    return case((UsageRow.status_code >= 400, 1), else_=0)
+
+
+def _grouping(by: UsageGrouping, dialect: str) -> Any:
+    if by == "key":
+        return UsageRow.key_id
+    if by == "model":
+        return UsageRow.model
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", UsageRow.created_at), "YYYY-MM-DD")
+    return func.substr(UsageRow.created_at, 1, 10)  # SQLite keeps UTC text, ISO order
+
+
+def _apply_all(connection: Connection, changes: Sequence[LedgerChange]) -> list[bool]:
+    # Counters are touched in one order (by key, then period) in every transaction, so two
+    # servers' batches cannot deadlock on each other's rows.
+    order = sorted(range(len(changes)), key=lambda i: _lock_order(changes[i]))
+    granted = [True] * len(changes)
+    entries = []
+    for i in order:
+        change = changes[i]
+        if isinstance(change, Reservation):
+            granted[i] = _reserve(connection, change)
+        else:
+            _settle(connection, change)
+            if change.entry is not None:
+                entries.append(change.entry)
+    if entries:
+        connection.execute(insert(UsageRow), [_entry_values(e) for e in entries])
+    return granted
+
+
+def _lock_order(change: LedgerChange) -> tuple[int, str]:
+    if isinstance(change, Reservation):
+        return change.key_id, change.period
+    return change.key_id, change.period or ""
+
+
+def _ensure_counter(connection: Connection, key_id: int, period: str) -> None:
+    values = {"key_id": key_id, "period": period, "used": 0, "reserved": 0}
+    if connection.dialect.name == "postgresql":
+        statement: Any = postgresql_insert(QuotaCounterRow).values(values)
+    else:
+        statement = sqlite_insert(QuotaCounterRow).values(values)
+    connection.execute(statement.on_conflict_do_nothing())
+
+
+def _reserve(connection: Connection, change: Reservation) -> bool:
+    _ensure_counter(connection, change.key_id, change.period)
+    counter = QuotaCounterRow
+    result = connection.execute(
+        update(counter)
+        .where(
+            counter.key_id == change.key_id,
+            counter.period == change.period,
+            counter.used + counter.reserved + change.tokens <= change.limit,
+        )
+        .values(reserved=counter.reserved + change.tokens)
+    )
+    if result.rowcount != 1:
+        return False
+    connection.execute(
+        insert(QuotaHoldRow).values(
+            request_id=change.hold_id,
+            key_id=change.key_id,
+            period=change.period,
+            tokens=change.tokens,
+            expires_at=change.expires_at,
+        )
+    )
+    return True
+
+
+def _settle(connection: Connection, change: Settlement) -> None:
+    held = 0
+    if change.hold_id is not None:
+        # A hold already swept (its request outlived the expiry) gives back nothing twice.
+        row = connection.execute(
+            delete(QuotaHoldRow)
+            .where(QuotaHoldRow.request_id == change.hold_id)
+            .returning(QuotaHoldRow.tokens)
+        ).first()
+        held = 0 if row is None else int(row[0])
+    if change.period is None or (held == 0 and change.tokens == 0):
+        return
+    _ensure_counter(connection, change.key_id, change.period)
+    counter = QuotaCounterRow
+    connection.execute(
+        update(counter)
+        .where(counter.key_id == change.key_id, counter.period == change.period)
+        .values(used=counter.used + change.tokens, reserved=counter.reserved - held)
+    )
+
+
+def _sweep(connection: Connection, now: datetime) -> int:
+    expired = connection.execute(
+        delete(QuotaHoldRow)
+        .where(QuotaHoldRow.expires_at < now)
+        .returning(QuotaHoldRow.key_id, QuotaHoldRow.period, QuotaHoldRow.tokens)
+    ).all()
+    counter = QuotaCounterRow
+    for key_id, period, tokens in sorted(expired):
+        connection.execute(
+            update(counter)
+            .where(counter.key_id == key_id, counter.period == period)
+            .values(reserved=counter.reserved - tokens)
+        )
+    return len(expired)
+
+
+def _entry_values(entry: UsageEntry) -> dict[str, Any]:
+    return {
+        "request_id": entry.request_id,
+        "created_at": entry.created_at,
+        "key_id": entry.key_id,
+        "model": entry.model,
+        "endpoint": entry.endpoint,
+        "prompt_tokens": entry.prompt_tokens,
+        "cached_tokens": entry.cached_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "status_code": entry.status_code,
+        "finish_reason": entry.finish_reason,
+        "ttft_ms": entry.ttft_ms,
+        "duration_ms": entry.duration_ms,
+    }
