@@ -1,5 +1,5 @@
 """Admin wire types: API keys as `/admin/v1/keys` takes and shows them (never a key's
-secret, but once, when it is made)."""
+secret, but once, when it is made), and usage as `/admin/v1/usage` sums it."""
 
 from __future__ import annotations
 
@@ -25,6 +25,21 @@ class KeySettings(RequestModel):
         None, max_length=40, description="30d, 12h, 90m, 2w, or an ISO date; in the future."
     )
     admin: bool | None = Field(None, description="Whether the key may manage keys.")
+    rpm: int | None = Field(None, ge=1, le=2**31 - 1, description="Requests per minute.")
+    tpm: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Tokens per minute, prompt plus completion."
+    )
+    concurrency: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Requests running at once."
+    )
+    quota: str | None = Field(
+        None,
+        max_length=40,
+        description="Tokens in all or per UTC period: 2000000/month, 50000/day, 1000000/total.",
+    )
+    priority: Literal["interactive", "batch"] | None = Field(
+        None, description="batch: waits behind interactive keys' requests (indexing jobs)."
+    )
 
 
 class KeyCreate(KeySettings):
@@ -44,7 +59,17 @@ class KeyInfo(BaseModel):
     admin: bool
     models: list[str]
     networks: list[str]
+    rpm: int | None
+    tpm: int | None
+    concurrency: int | None
+    quota: str | None
+    quota_used: int | None = Field(
+        description="Tokens of the quota's current period used or held by running requests."
+    )
+    quota_resets_at: datetime | None
+    priority: Literal["interactive", "batch"]
     created_at: datetime
+    last_used_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None
 
@@ -56,3 +81,21 @@ class KeyCreated(KeyInfo):
 class KeyList(BaseModel):
     object: Literal["list"] = "list"
     data: list[KeyInfo]
+
+
+class UsageGroup(BaseModel):
+    group: str = Field(description="The key's name, the model, or the UTC day.")
+    key_id: int | None = Field(None, description="With by=key: the key's id.")
+    requests: int
+    errors: int = Field(description="Requests answered with a status of 400 or above.")
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class UsageReport(BaseModel):
+    object: Literal["usage_report"] = "usage_report"
+    by: Literal["key", "model", "day"]
+    since: datetime | None
+    data: list[UsageGroup]

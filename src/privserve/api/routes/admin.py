@@ -1,15 +1,23 @@
-"""`/admin/v1/keys`: create, list, read, change and revoke API keys, with an admin key."""
+"""`/admin/v1/keys` (create, list, read, change and revoke API keys) and `/admin/v1/usage`
+(the ledger's sums), with an admin key."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from privserve.api.deps import Access
 from privserve.api.json_route import JsonBodyRoute
 from privserve.errors import PermissionDenied
-from privserve.protocol.admin import KeyCreate, KeyCreated, KeyInfo, KeyList, KeyUpdate
+from privserve.protocol.admin import (
+    KeyCreate,
+    KeyCreated,
+    KeyInfo,
+    KeyList,
+    KeyUpdate,
+    UsageReport,
+)
 from privserve.services.admin import KeyAdmin
 
 
@@ -19,7 +27,7 @@ async def require_admin(access: Access) -> None:
 
 
 async def _key_admin(request: Request) -> KeyAdmin:
-    return KeyAdmin(request.app.state.key_store)
+    return KeyAdmin(request.app.state.key_store, request.app.state.usage)
 
 
 Admin = Annotated[KeyAdmin, Depends(_key_admin)]
@@ -50,3 +58,16 @@ async def update_key(key_id: int, body: KeyUpdate, admin: Admin) -> KeyInfo:
 @router.delete("/keys/{key_id}")
 async def revoke_key(key_id: int, admin: Admin) -> KeyInfo:
     return await admin.revoke(key_id)
+
+
+@router.get("/usage")
+async def usage(
+    admin: Admin,
+    key: Annotated[str | None, Query(max_length=200, description="Id, name or prefix.")] = None,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+    since: Annotated[
+        str | None, Query(max_length=40, description="7d, 24h, 90m, 2w, or an ISO date.")
+    ] = None,
+    by: Annotated[Literal["key", "model", "day"], Query()] = "key",
+) -> UsageReport:
+    return await admin.usage(key=key, model=model, since_text=since, by=by)
