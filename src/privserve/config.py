@@ -141,6 +141,12 @@ class LimitsConfig(BaseModel):
         description="Where per-key rate limits are counted: redis://host:6379 when several "
         "servers share one budget; default: in this process.",
     )
+    key_prefix: str = Field(
+        "privserve",
+        min_length=1,
+        max_length=64,
+        description="Prefix of the Redis keys; one per deployment when several share a Redis.",
+    )
 
 
 class LedgerConfig(BaseModel):

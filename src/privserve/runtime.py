@@ -102,7 +102,7 @@ async def open_runtime(
 async def _open_meter(settings: Settings, usage: UsageRepo, stack: AsyncExitStack) -> Meter:
     """The rate limiter (its storage reached once now, so a wrong Redis URL fails the start,
     not every request) and the ledger's writer, closed last so every row is committed."""
-    limiter = RateLimiter(settings.limits.storage_url)
+    limiter = RateLimiter(settings.limits.storage_url, settings.limits.key_prefix)
     try:
         await limiter.check()
     except Exception as exc:

@@ -13,18 +13,19 @@ from tests.integration.server import RunningServer
 
 
 def run_privserve(
-    home: Path, *args: str, timeout_s: float = 600
+    home: Path, *args: str, timeout_s: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`privserve ARGS` in its own process, with `home` as PRIVSERVE_HOME and none of this
-    process's other PRIVSERVE_* settings; wide, so tables do not wrap."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
-    env.update({"PRIVSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+    """`privserve ARGS` in its own process, with `home` as PRIVSERVE_HOME, `env` added, and
+    none of this process's other PRIVSERVE_* settings; wide, so tables do not wrap."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
+    full_env.update({"PRIVSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "privserve", *args],
         capture_output=True,
         text=True,
-        env=env,
         timeout=timeout_s,
+        env=full_env,
     )
 
 

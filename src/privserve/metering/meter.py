@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from privserve.auth.access import KeyAccess, KeyLimits
-from privserve.errors import InsufficientQuota, PrivserveError
+from privserve.errors import InsufficientQuota, PrivserveError, RateLimited
 from privserve.metering.rates import RateLimiter, Window, reset_text
 from privserve.metering.writer import LedgerWriter
 from privserve.storage.usage import Reservation, Settlement, UsageEntry
@@ -92,23 +92,48 @@ class Ticket:
         self.model = model[:200]
         if self._meter is None or not self._limits.limits_rate:
             return
-        window = await self._meter.limiter.start_request(self.access.key_id, self._limits)
-        self._holding = self._limits.concurrency is not None
-        if window is not None:
+        limiter, key_id, limits = self._meter.limiter, self.access.key_id, self._limits
+        if limits.rpm is not None:
+            allowed, window = await limiter.count_request(key_id, limits.rpm)
             self._put_headers("requests", window)
+            if not allowed:
+                raise RateLimited(
+                    f"Rate limit reached for requests per minute (RPM): limit {limits.rpm}. "
+                    f"Please try again in {reset_text(window.reset_s)}.",
+                    kind="requests",
+                    retry_after_s=window.reset_s,
+                )
+        if limits.concurrency is not None:
+            if not await limiter.take_place(key_id, limits.concurrency):
+                raise RateLimited(
+                    f"Rate limit reached for concurrent requests: limit {limits.concurrency}. "
+                    "Please try again when one of this key's requests has finished.",
+                    kind="requests",
+                    retry_after_s=1,
+                )
+            self._holding = True
 
     async def admit(self, prompt_tokens: int, most_tokens: int) -> None:
         """The prompt is known: counts it against tokens/min and reserves `most_tokens`
         (prompt plus the most the answer may take) from the quota, or raises 429."""
-        self._prompt_tokens = prompt_tokens
         if self._meter is None:
+            self._prompt_tokens = prompt_tokens
             return
         key_id = self.access.key_id
-        if self._limits.tpm is not None:
-            window = await self._meter.limiter.admit_tokens(key_id, self._limits, prompt_tokens)
+        tpm = self._limits.tpm
+        if tpm is not None:
+            allowed, window = await self._meter.limiter.admit_tokens(key_id, tpm, prompt_tokens)
             self._put_headers("tokens", window)
+            if not allowed:
+                raise RateLimited(
+                    f"Rate limit reached for tokens per minute (TPM): limit {tpm}. "
+                    f"Please try again in {reset_text(window.reset_s)}.",
+                    kind="tokens",
+                    retry_after_s=window.reset_s,
+                )
         quota = self._limits.quota
         if quota is None or self._meter.writer is None:
+            self._prompt_tokens = prompt_tokens
             return
         now = datetime.now(UTC)
         hold = Reservation(
@@ -129,6 +154,7 @@ class Ticket:
                 retry_after_s=None if resets is None else int((resets - now).total_seconds()),
             )
         self._hold = hold
+        self._prompt_tokens = prompt_tokens
 
     def first_token(self) -> None:
         if self._first_token_at is None:
@@ -152,7 +178,8 @@ class Ticket:
         if self._meter is None:
             return
         limiter, writer, key_id = self._meter.limiter, self._meter.writer, self.access.key_id
-        await limiter.charge_tokens(key_id, self._limits, completion_tokens)
+        if self._limits.tpm is not None:
+            await limiter.charge_tokens(key_id, self._limits.tpm, completion_tokens)
         if writer is None:
             return
         hold = self._hold
@@ -184,18 +211,24 @@ class Ticket:
         )
 
     async def close(self, status_code: int, *, completion_tokens: int = 0) -> None:
-        """Ends the request: records it if it was not settled (an error, a client gone,
-        with what it produced), and frees its concurrency place. Once."""
+        """Ends the request: records it if it was not settled, and frees its concurrency
+        place. Once. A client that left is charged what was done for it (the prompt and
+        `completion_tokens`); a request that failed, nothing."""
         if self._closed:
             return
         self._closed = True
         try:
             if not self._settled:
-                await self.settle(completion_tokens=completion_tokens, status_code=status_code)
+                charged = status_code == CLIENT_GONE
+                await self.settle(
+                    completion_tokens=completion_tokens if charged else 0,
+                    prompt_tokens=None if charged else 0,
+                    status_code=status_code,
+                )
         finally:
             if self._holding and self._meter is not None:
                 self._holding = False
-                await self._meter.limiter.end_request(self.access.key_id, self._limits)
+                await self._meter.limiter.free_place(self.access.key_id)
 
     def _put_headers(self, kind: str, window: Window) -> None:
         self._headers[f"x-ratelimit-limit-{kind}"] = str(window.limit)

@@ -16,9 +16,6 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 
-from privserve.auth.access import KeyLimits
-from privserve.errors import RateLimited
-
 # A concurrency count a dead server left behind in Redis expires after this long without
 # a new request.
 CONCURRENCY_EXPIRY_S = 3600
@@ -48,8 +45,8 @@ def reset_text(seconds: float) -> str:
 
 
 class RateLimiter:
-    def __init__(self, storage_url: str | None = None) -> None:
-        options = {"implementation": "redispy"} if storage_url else {}
+    def __init__(self, storage_url: str | None = None, key_prefix: str = "privserve") -> None:
+        options = {"implementation": "redispy", "key_prefix": key_prefix} if storage_url else {}
         storage = storage_from_string(storage_uri(storage_url), **options)
         assert isinstance(storage, Storage)  # an `async+` URI gives an asyncio storage
         self._storage = storage
@@ -60,58 +57,39 @@ class RateLimiter:
         if not await self._storage.check():
             raise ConnectionError("the rate-limit storage does not answer")
 
-    async def start_request(self, key_id: int, limits: KeyLimits) -> Window | None:
-        """Counts one request against the key's requests per minute and takes a concurrency
-        place; RateLimited (and nothing taken) when either is spent. The requests window."""
-        window = None
-        if limits.rpm is not None:
-            item = RateLimitItemPerMinute(limits.rpm)
-            allowed = await self._windows.hit(item, "rpm", str(key_id))
-            window = await self._window(item, "rpm", key_id)
-            if not allowed:
-                raise RateLimited(
-                    f"Rate limit reached for requests per minute (RPM): limit {limits.rpm}. "
-                    f"Please try again in {reset_text(window.reset_s)}.",
-                    kind="requests",
-                    retry_after_s=window.reset_s,
-                )
-        if limits.concurrency is not None:
-            key = f"concurrency/{key_id}"
-            running = await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=1)
-            if running > limits.concurrency:
-                await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=-1)
-                raise RateLimited(
-                    f"Rate limit reached for concurrent requests: limit {limits.concurrency}. "
-                    "Please try again when one of this key's requests has finished.",
-                    kind="requests",
-                    retry_after_s=1,
-                )
-        return window
+    async def count_request(self, key_id: int, rpm: int) -> tuple[bool, Window]:
+        """Counts one request against the key's requests per minute: whether it was within
+        the limit, and the window after it."""
+        item = RateLimitItemPerMinute(rpm)
+        allowed = await self._windows.hit(item, "rpm", str(key_id))
+        return allowed, await self._window(item, "rpm", key_id)
 
-    async def end_request(self, key_id: int, limits: KeyLimits) -> None:
-        if limits.concurrency is not None:
-            await self._storage.incr(f"concurrency/{key_id}", CONCURRENCY_EXPIRY_S, amount=-1)
+    async def take_place(self, key_id: int, concurrency: int) -> bool:
+        """Takes one of the key's places for running requests; False (none taken) when all
+        are taken."""
+        key = f"concurrency/{key_id}"
+        running = await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=1)
+        if running > concurrency:
+            await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=-1)
+            return False
+        return True
 
-    async def admit_tokens(self, key_id: int, limits: KeyLimits, prompt_tokens: int) -> Window:
-        """Counts a prompt against the key's tokens per minute, refusing it when the
-        window is spent already. The key must have a tokens-per-minute limit."""
-        assert limits.tpm is not None
-        item = RateLimitItemPerMinute(limits.tpm)
-        if not await self._windows.test(item, "tpm", str(key_id)):
-            window = await self._window(item, "tpm", key_id)
-            raise RateLimited(
-                f"Rate limit reached for tokens per minute (TPM): limit {limits.tpm}. "
-                f"Please try again in {reset_text(window.reset_s)}.",
-                kind="tokens",
-                retry_after_s=window.reset_s,
-            )
-        await self._windows.hit(item, "tpm", str(key_id), cost=max(prompt_tokens, 1))
-        return await self._window(item, "tpm", key_id)
+    async def free_place(self, key_id: int) -> None:
+        await self._storage.incr(f"concurrency/{key_id}", CONCURRENCY_EXPIRY_S, amount=-1)
 
-    async def charge_tokens(self, key_id: int, limits: KeyLimits, tokens: int) -> None:
+    async def admit_tokens(self, key_id: int, tpm: int, prompt_tokens: int) -> tuple[bool, Window]:
+        """Counts a prompt against the key's tokens per minute unless the window is spent
+        already: whether it was admitted, and the window after it."""
+        item = RateLimitItemPerMinute(tpm)
+        allowed = await self._windows.test(item, "tpm", str(key_id))
+        if allowed:
+            await self._windows.hit(item, "tpm", str(key_id), cost=max(prompt_tokens, 1))
+        return allowed, await self._window(item, "tpm", key_id)
+
+    async def charge_tokens(self, key_id: int, tpm: int, tokens: int) -> None:
         """Counts what a request produced; it may take the window past its limit."""
-        if limits.tpm is not None and tokens > 0:
-            item = RateLimitItemPerMinute(limits.tpm)
+        if tokens > 0:
+            item = RateLimitItemPerMinute(tpm)
             await self._windows.hit(item, "tpm", str(key_id), cost=tokens)
 
     async def _window(self, item: RateLimitItemPerMinute, kind: str, key_id: int) -> Window:

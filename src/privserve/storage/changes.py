@@ -19,8 +19,8 @@ class ChangeCounter(Protocol):
 class SqliteChangeCounter:
     """The key epoch, read on a connection of its own.
 
-    Every change to a key bumps it in the change's transaction, from this process's pool or
-    another process (`privserve keys revoke`) alike; the ledger's writes leave it alone. One
+    A trigger bumps it in every change's transaction, from this process's pool or another
+    process (`privserve keys revoke`, plain SQL) alike; the ledger's writes leave it alone. One
     row of a file in the page cache: microseconds, cheap enough to ask on every request."""
 
     def __init__(self, path: str) -> None:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from privserve.storage.tables import ApiKeyRow, KeyEpochRow, utcnow
+from privserve.storage.tables import ApiKeyRow, utcnow
 
 _ACTIVE_WITH_PREFIX = select(
     ApiKeyRow.id,
@@ -25,11 +25,6 @@ _ACTIVE_WITH_PREFIX = select(
     ApiKeyRow.quota_period,
     ApiKeyRow.priority,
 ).where(ApiKeyRow.prefix == bindparam("prefix"), ApiKeyRow.revoked_at.is_(None))
-
-
-async def _bump_epoch(session: AsyncSession) -> None:
-    """Tells every server's key cache that keys changed, in the change's own transaction."""
-    await session.execute(update(KeyEpochRow).values(version=KeyEpochRow.version + 1))
 
 
 class ActiveKey(NamedTuple):
@@ -60,7 +55,6 @@ class ApiKeyRepo:
         async with self._sessions.begin() as session:
             row = ApiKeyRow(name=name, prefix=prefix, key_hash=key_hash, **access)
             session.add(row)
-            await _bump_epoch(session)
         return row
 
     async def active_with_prefix(self, prefix: str) -> Sequence[ActiveKey]:
@@ -92,7 +86,6 @@ class ApiKeyRepo:
                 return None
             for name, value in fields.items():
                 setattr(row, name, value)
-            await _bump_epoch(session)
         return row
 
     async def active_named(self, name: str) -> ApiKeyRow | None:
@@ -115,5 +108,4 @@ class ApiKeyRepo:
             if row is None or row.revoked_at is not None:
                 return None
             row.revoked_at = utcnow()
-            await _bump_epoch(session)
         return row

@@ -24,9 +24,25 @@ def upgrade() -> None:
             sa.Column("priority", sa.String(12), nullable=False, server_default="interactive")
         )
     # Bumped by every change to a key, so servers know when to read keys again; the
-    # ledger's constant writes must not look like key changes.
+    # ledger's constant writes must not look like key changes. Triggers bump it, so a change
+    # made with plain SQL counts too.
     epoch = op.create_table("key_epoch", sa.Column("version", sa.BigInteger(), nullable=False))
     op.bulk_insert(epoch, [{"version": 0}])
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION bump_key_epoch() RETURNS trigger AS $$ BEGIN "
+            "UPDATE key_epoch SET version = version + 1; RETURN NULL; END; $$ LANGUAGE plpgsql"
+        )
+        op.execute(
+            "CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE ON api_keys "
+            "FOR EACH STATEMENT EXECUTE FUNCTION bump_key_epoch()"
+        )
+    else:
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER api_keys_{event.lower()}_epoch AFTER {event} ON api_keys "
+                "BEGIN UPDATE key_epoch SET version = version + 1; END"
+            )
     op.create_table(
         "usage_ledger",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
@@ -68,6 +84,12 @@ def downgrade() -> None:
     op.drop_table("quota_holds")
     op.drop_table("quota_counters")
     op.drop_table("usage_ledger")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER api_keys_changed ON api_keys")
+        op.execute("DROP FUNCTION bump_key_epoch()")
+    else:
+        for event in ("insert", "update", "delete"):
+            op.execute(f"DROP TRIGGER api_keys_{event}_epoch")
     op.drop_table("key_epoch")
     with op.batch_alter_table("api_keys") as table:
         for column in ("priority", "quota_period", "quota_tokens", "concurrency", "tpm", "rpm"):
