@@ -10,11 +10,14 @@ import httpx
 import openai
 import pytest
 import pytest_asyncio  # noqa: F401  (imported so a missing plugin fails loudly)
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.checkpoints import bert
 from tests.integration.server import RunningServer, start_server
 
 MODEL_ID = "gemma3-270m"
+POSTGRES = "postgresql+asyncpg://127.0.0.1:5432"
 # The bundled model's end-of-generation tokens (<eos>, <end_of_turn>, </s>): a request that
 # bans them runs until max_tokens, for tests that need work still running.
 NO_END = {"1": -100, "106": -100, "212": -100}
@@ -92,3 +95,18 @@ def http(server: RunningServer, api_key: str) -> Iterator[httpx.Client]:
         base_url=server.root_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=120
     ) as c:
         yield c
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A database of its own on the machine's PostgreSQL, dropped afterwards."""
+    name = "privserve_" + secrets.token_hex(6)
+    admin = create_async_engine(f"{POSTGRES}/test", isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield f"{POSTGRES}/{name}"
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()

