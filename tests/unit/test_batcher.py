@@ -98,3 +98,59 @@ async def test_a_cancelled_caller_is_skipped(encoder: FakeEncoder) -> None:
         assert await batcher.embed(["kept"]) is not None
         assert ["gone"] not in encoder.passes
         assert batcher.stats.queued_texts == 0
+
+
+class GatedEncoder(FakeEncoder):
+    """Holds each pass until released, so requests pile up behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        await self.release.wait()
+        self.release.clear()
+        return await super().__call__(texts)
+
+
+async def test_interactive_inputs_pass_batch_ones_that_waited_less_than_the_bound() -> None:
+    encoder = GatedEncoder()
+    batcher = DynamicBatcher(
+        encoder, window_s=0, max_batch=1, max_queued_texts=100, batch_max_wait_s=60
+    )
+    batcher.start()
+    try:
+        first = asyncio.ensure_future(batcher.embed(["first"]))
+        await asyncio.sleep(0.01)  # the first pass is running, held
+        later = [asyncio.ensure_future(batcher.embed([f"batch-{i}"], "batch")) for i in range(2)]
+        urgent = asyncio.ensure_future(batcher.embed(["interactive"]))
+        await asyncio.sleep(0.01)
+        for _ in range(4):
+            encoder.release.set()
+            await asyncio.sleep(0.01)
+        await asyncio.gather(first, urgent, *later)
+        assert [p[0] for p in encoder.passes] == ["first", "interactive", "batch-0", "batch-1"]
+    finally:
+        await batcher.close()
+
+
+async def test_a_batch_input_that_waited_long_enough_goes_first() -> None:
+    encoder = GatedEncoder()
+    batcher = DynamicBatcher(
+        encoder, window_s=0, max_batch=1, max_queued_texts=100, batch_max_wait_s=0.05
+    )
+    batcher.start()
+    try:
+        first = asyncio.ensure_future(batcher.embed(["first"]))
+        await asyncio.sleep(0.01)
+        old = asyncio.ensure_future(batcher.embed(["old batch"], "batch"))
+        await asyncio.sleep(0.1)  # past the bound
+        urgent = asyncio.ensure_future(batcher.embed(["interactive"]))
+        await asyncio.sleep(0.01)
+        for _ in range(3):
+            encoder.release.set()
+            await asyncio.sleep(0.01)
+        await asyncio.gather(first, old, urgent)
+        assert [p[0] for p in encoder.passes] == ["first", "old batch", "interactive"]
+    finally:
+        await batcher.close()
