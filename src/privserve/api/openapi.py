@@ -39,7 +39,10 @@ _WHY = {
     405: "The method is not allowed here; `Allow` lists those that are.",
     408: "The request body took longer than `server.body_timeout_s` to arrive.",
     413: "The request body is larger than `server.max_body_bytes`.",
-    429: "Too many requests wait for this model; retry after `Retry-After` seconds.",
+    429: "Too many requests wait for this model (`server_busy`); or the key is over its "
+    "requests or tokens per minute or its concurrent requests (`rate_limit_exceeded`), or its "
+    "quota cannot cover the request (`insufficient_quota`). Retry after `Retry-After` seconds "
+    "(absent when waiting will not help, as for a spent total quota).",
     500: "The server failed.",
     503: "The server is shutting down, or an engine cannot serve.",
     504: "The request took longer than `server.request_timeout_s`.",
@@ -49,6 +52,26 @@ _ANY = (400, 405, 408, 413, 500, 503)
 _KEYED = (401, 403)
 _MODEL = (404, 429)
 _STREAMS = {"/v1/chat/completions": ChatCompletionChunk, "/v1/completions": Completion}
+_REQUEST_ID = {
+    "x-request-id": {
+        "description": "The request's id, as the usage ledger records it (the client's own "
+        "`x-request-id` when it sent a plain one of at most 64 characters).",
+        "schema": {"type": "string"},
+    }
+}
+# OpenAI's rate-limit headers, sent to keys that have the limit.
+_RATE_HEADERS = {
+    f"x-ratelimit-{what}-{kind}": {
+        "description": f"For keys with a {kind}-per-minute limit: {meaning}.",
+        "schema": {"type": "string"},
+    }
+    for kind in ("requests", "tokens")
+    for what, meaning in (
+        ("limit", "the limit"),
+        ("remaining", "what is left of this minute's window"),
+        ("reset", "when the window resets, e.g. `42s` or `1m0s`"),
+    )
+}
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -86,8 +109,11 @@ def _describe_errors(path: str, operation: dict[str, Any]) -> None:
     statuses = set(_ANY)
     if operation.get("security"):
         statuses.update(_KEYED)
+    metered = bool(operation.get("requestBody")) and path.startswith(("/v1/", "/rerank"))
     if operation.get("requestBody") or "{" in path:
         statuses.update(_MODEL)
+    if path == "/admin/v1/usage":
+        statuses.add(404)  # an unknown `key`
     if path in _STREAMS:
         statuses.add(504)
     for status in sorted(statuses):
@@ -100,6 +126,11 @@ def _describe_errors(path: str, operation: dict[str, Any]) -> None:
         if status in (429, 503):
             response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
         responses.setdefault(str(status), response)
+    for code, answer in responses.items():
+        headers = answer.setdefault("headers", {})
+        headers.update(_REQUEST_ID)
+        if metered and code in ("200", "429"):
+            headers.update(_RATE_HEADERS)
 
 
 def _add_stream(operation: dict[str, Any], chunk: str) -> None:
