@@ -83,7 +83,14 @@ def test_bad_key_settings_change_nothing(server: RunningServer) -> None:
     for flags in (
         ["--networks", "10.0.0.0/33"],
         ["--expires", "2020-01-01"],
-        ["--expires", "100/fortnight"],
+        ["--expires", "tomorrow"],
+        ["--rpm", "-1"],
+        ["--rpm", "many"],
+        ["--tpm", "0"],
+        ["--concurrency", "1.5"],
+        ["--quota", "100/fortnight"],
+        ["--quota", "lots"],
+        ["--priority", "urgent"],
     ):
         done = run_privserve(server.home, "keys", "create", "--name", "bad", *flags)
         assert done.returncode == 1, flags

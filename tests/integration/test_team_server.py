@@ -19,7 +19,13 @@ import pytest
 
 from tests.integration.conftest import MODEL_ID, NO_END
 from tests.integration.server import RunningServer, start_server
-from tests.integration.test_limits import EMBED_ID, key_json, new_key, usage_json
+from tests.integration.test_limits import (
+    EMBED_ID,
+    chat_within_quota,
+    key_json,
+    new_key,
+    usage_json,
+)
 
 pytestmark = pytest.mark.model
 
@@ -117,24 +123,9 @@ async def _share_one_budget(
     quota = 240
     metered, key_id = new_key(home, "--quota", f"{quota}/month", env=shared)
 
-    async def one(server: RunningServer, i: int) -> int | None:
-        async with openai.AsyncOpenAI(
-            base_url=server.base_url, api_key=metered, max_retries=0, timeout=120
-        ) as client:
-            try:
-                reply = await client.chat.completions.create(
-                    model=MODEL_ID,
-                    messages=[{"role": "user", "content": f"Say {i}."}],
-                    max_tokens=8,
-                    logit_bias=NO_END,
-                )
-            except openai.RateLimitError as exc:
-                assert exc.code == "insufficient_quota"
-                return None
-        assert reply.usage is not None
-        return reply.usage.total_tokens
-
-    results = await asyncio.gather(*(one((first, second)[i % 2], i) for i in range(16)))
+    results = await asyncio.gather(
+        *(chat_within_quota((first, second)[i % 2].base_url, metered, i) for i in range(16))
+    )
     served = [r for r in results if r is not None]
     assert served and None in results, results
     assert sum(served) <= quota
@@ -214,3 +205,9 @@ async def test_after_a_kill_every_complete_response_is_on_the_ledger_once(
         assert key_json(tmp_path, key_id)["quota_used"] == used
     finally:
         restarted.stop()
+
+
+def test_a_server_that_cannot_reach_its_redis_does_not_start(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError) as failed:
+        start_server(tmp_path, env={"PRIVSERVE_LIMITS__STORAGE_URL": "redis://127.0.0.1:1"})
+    assert "cannot reach the rate-limit storage redis://127.0.0.1:1" in str(failed.value)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from privserve.auth import access
-from privserve.errors import InvalidRequest
+from privserve.errors import InvalidRequest, StorageUnavailable
 from privserve.metering.rates import RateLimiter, reset_text
 from privserve.metering.writer import LedgerWriter
 from privserve.services.admin import since
@@ -152,3 +152,10 @@ async def test_concurrent_changes_share_commits_and_a_bad_one_fails_alone(
             assert (await repo.sums(UsageFilter(key_id=3), "key"))[0].requests == 1
         finally:
             await writer.close()
+
+
+async def test_an_unreachable_redis_is_a_clear_503_not_a_crash() -> None:
+    limiter = RateLimiter("redis://127.0.0.1:1")  # nothing listens there
+    with pytest.raises(StorageUnavailable) as refused:
+        await limiter.count_request(1, 10)
+    assert refused.value.status == 503 and "rate-limit storage" in refused.value.message

@@ -53,6 +53,15 @@ class Meter:
         return Ticket(self, access, endpoint, request_id, headers)
 
 
+def _over_window(what: str, kind: str, window: Window) -> RateLimited:
+    return RateLimited(
+        f"Rate limit reached for {what}: limit {window.limit}. "
+        f"Please try again in {reset_text(window.reset_s)}.",
+        kind=kind,
+        retry_after_s=window.reset_s,
+    )
+
+
 class Ticket:
     def __init__(
         self,
@@ -97,12 +106,7 @@ class Ticket:
             allowed, window = await limiter.count_request(key_id, limits.rpm)
             self._put_headers("requests", window)
             if not allowed:
-                raise RateLimited(
-                    f"Rate limit reached for requests per minute (RPM): limit {limits.rpm}. "
-                    f"Please try again in {reset_text(window.reset_s)}.",
-                    kind="requests",
-                    retry_after_s=window.reset_s,
-                )
+                raise _over_window("requests per minute (RPM)", "requests", window)
         if limits.concurrency is not None:
             if not await limiter.take_place(key_id, limits.concurrency):
                 raise RateLimited(
@@ -125,12 +129,7 @@ class Ticket:
             allowed, window = await self._meter.limiter.admit_tokens(key_id, tpm, prompt_tokens)
             self._put_headers("tokens", window)
             if not allowed:
-                raise RateLimited(
-                    f"Rate limit reached for tokens per minute (TPM): limit {tpm}. "
-                    f"Please try again in {reset_text(window.reset_s)}.",
-                    kind="tokens",
-                    retry_after_s=window.reset_s,
-                )
+                raise _over_window("tokens per minute (TPM)", "tokens", window)
         quota = self._limits.quota
         if quota is None or self._meter.writer is None:
             self._prompt_tokens = prompt_tokens

@@ -7,18 +7,33 @@ ends; a key over its tokens per minute is refused until the window resets."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
+
+from privserve.errors import StorageUnavailable
 
 # A concurrency count a dead server left behind in Redis expires after this long without
 # a new request.
 CONCURRENCY_EXPIRY_S = 3600
+
+
+@contextlib.asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    try:
+        yield
+    except StorageError as exc:
+        raise StorageUnavailable(
+            f"the rate-limit storage cannot be reached ({exc.storage_error}); retry shortly"
+        ) from exc
 
 
 def storage_uri(url: str | None) -> str:
@@ -46,7 +61,14 @@ def reset_text(seconds: float) -> str:
 
 class RateLimiter:
     def __init__(self, storage_url: str | None = None, key_prefix: str = "privserve") -> None:
-        options = {"implementation": "redispy", "key_prefix": key_prefix} if storage_url else {}
+        options: dict[str, float | str | bool] = {}
+        if storage_url:
+            # Errors as limits' StorageError, which `_reachable` turns into a clear 503.
+            options = {
+                "implementation": "redispy",
+                "key_prefix": key_prefix,
+                "wrap_exceptions": True,
+            }
         storage = storage_from_string(storage_uri(storage_url), **options)
         assert isinstance(storage, Storage)  # an `async+` URI gives an asyncio storage
         self._storage = storage
@@ -60,37 +82,42 @@ class RateLimiter:
     async def count_request(self, key_id: int, rpm: int) -> tuple[bool, Window]:
         """Counts one request against the key's requests per minute: whether it was within
         the limit, and the window after it."""
-        item = RateLimitItemPerMinute(rpm)
-        allowed = await self._windows.hit(item, "rpm", str(key_id))
-        return allowed, await self._window(item, "rpm", key_id)
+        async with _reachable():
+            item = RateLimitItemPerMinute(rpm)
+            allowed = await self._windows.hit(item, "rpm", str(key_id))
+            return allowed, await self._window(item, "rpm", key_id)
 
     async def take_place(self, key_id: int, concurrency: int) -> bool:
         """Takes one of the key's places for running requests; False (none taken) when all
         are taken."""
-        key = f"concurrency/{key_id}"
-        running = await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=1)
-        if running > concurrency:
-            await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=-1)
-            return False
-        return True
+        async with _reachable():
+            key = f"concurrency/{key_id}"
+            running = await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=1)
+            if running > concurrency:
+                await self._storage.incr(key, CONCURRENCY_EXPIRY_S, amount=-1)
+                return False
+            return True
 
     async def free_place(self, key_id: int) -> None:
-        await self._storage.incr(f"concurrency/{key_id}", CONCURRENCY_EXPIRY_S, amount=-1)
+        async with _reachable():
+            await self._storage.incr(f"concurrency/{key_id}", CONCURRENCY_EXPIRY_S, amount=-1)
 
     async def admit_tokens(self, key_id: int, tpm: int, prompt_tokens: int) -> tuple[bool, Window]:
         """Counts a prompt against the key's tokens per minute unless the window is spent
         already: whether it was admitted, and the window after it."""
-        item = RateLimitItemPerMinute(tpm)
-        allowed = await self._windows.test(item, "tpm", str(key_id))
-        if allowed:
-            await self._windows.hit(item, "tpm", str(key_id), cost=max(prompt_tokens, 1))
-        return allowed, await self._window(item, "tpm", key_id)
+        async with _reachable():
+            item = RateLimitItemPerMinute(tpm)
+            allowed = await self._windows.test(item, "tpm", str(key_id))
+            if allowed:
+                await self._windows.hit(item, "tpm", str(key_id), cost=max(prompt_tokens, 1))
+            return allowed, await self._window(item, "tpm", key_id)
 
     async def charge_tokens(self, key_id: int, tpm: int, tokens: int) -> None:
         """Counts what a request produced; it may take the window past its limit."""
-        if tokens > 0:
-            item = RateLimitItemPerMinute(tpm)
-            await self._windows.hit(item, "tpm", str(key_id), cost=tokens)
+        async with _reachable():
+            if tokens > 0:
+                item = RateLimitItemPerMinute(tpm)
+                await self._windows.hit(item, "tpm", str(key_id), cost=tokens)
 
     async def _window(self, item: RateLimitItemPerMinute, kind: str, key_id: int) -> Window:
         stats = await self._windows.get_window_stats(item, kind, str(key_id))
