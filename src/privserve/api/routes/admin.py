@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from privserve.api.deps import Access
 from privserve.api.json_route import JsonBodyRoute
@@ -31,6 +31,8 @@ async def _key_admin(request: Request) -> KeyAdmin:
 
 
 Admin = Annotated[KeyAdmin, Depends(_key_admin)]
+# A row id: what the database's INTEGER holds (PostgreSQL's is 32 bits).
+KeyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The key's id.")]
 
 router = APIRouter(route_class=JsonBodyRoute, dependencies=[Depends(require_admin)])
 
@@ -46,17 +48,17 @@ async def list_keys(admin: Admin) -> KeyList:
 
 
 @router.get("/keys/{key_id}")
-async def get_key(key_id: int, admin: Admin) -> KeyInfo:
+async def get_key(key_id: KeyId, admin: Admin) -> KeyInfo:
     return await admin.get(key_id)
 
 
 @router.patch("/keys/{key_id}")
-async def update_key(key_id: int, body: KeyUpdate, admin: Admin) -> KeyInfo:
+async def update_key(key_id: KeyId, body: KeyUpdate, admin: Admin) -> KeyInfo:
     return await admin.update(key_id, body)
 
 
 @router.delete("/keys/{key_id}")
-async def revoke_key(key_id: int, admin: Admin) -> KeyInfo:
+async def revoke_key(key_id: KeyId, admin: Admin) -> KeyInfo:
     return await admin.revoke(key_id)
 
 
