@@ -74,6 +74,8 @@ def start_server(
     while base_url is None:
         line = process.stdout.readline()
         if not line:
+            process.wait()
+            process.stdout.close()
             raise RuntimeError("privserve exited early:\n" + "".join(output))
         output.append(line)
         if m := BASE_URL_LINE.match(line.strip()):
@@ -96,6 +98,8 @@ def start_server(
     server.drainer.start()
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            server.drainer.join(timeout=5)
+            process.stdout.close()
             raise RuntimeError("privserve exited:\n" + "".join(output))
         try:
             if httpx.get(server.root_url + "/health", timeout=2).status_code == 200:
