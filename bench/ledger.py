@@ -68,8 +68,9 @@ def privserve(home: Path, env: dict[str, str], *args: str) -> str:
         env={**os.environ, "PRIVSERVE_HOME": str(home), **env},
         capture_output=True,
         text=True,
-        check=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"privserve {' '.join(args)}: {done.stderr.strip()}")
     return done.stdout.strip()
 
 
@@ -78,7 +79,9 @@ def start(setup: Setup, home: Path) -> tuple[Running, str]:
     home.mkdir(parents=True)
     env = dict(setup.env)
     if setup.bookkeeping:
-        key = privserve(home, env, "keys", "create", "--quiet", "--name", "bench", *LIMITED)
+        key = privserve(
+            home, env, "keys", "create", "--quiet", "--name", f"bench-{setup.name}", *LIMITED
+        )
     else:
         key = "sk-bench-" + secrets.token_hex(8)
         env["PRIVSERVE_API_KEY"] = key

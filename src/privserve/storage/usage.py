@@ -2,10 +2,11 @@
 transaction, and the sums `privserve usage` reads back.
 
 A quota's tokens live in a counter per key and period, `used` (settled) plus `reserved`
-(held by running requests). A request reserves with one conditional UPDATE, which both
-SQLite and PostgreSQL apply atomically, so racing requests and servers can never together
-pass the quota. Each reservation is also a hold row with an expiry: a server killed mid-request
-leaves its holds behind, and whoever sweeps after the expiry gives the tokens back.
+(held by running requests). A batch locks each counter it touches (PostgreSQL: `FOR
+UPDATE`; SQLite: its one writer) before it reads it, so racing requests and servers can never
+together pass the quota. Each reservation is also a hold row with an expiry: a server killed
+mid-request leaves its holds behind, and whoever sweeps after the expiry gives the tokens
+back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -209,28 +210,101 @@ def _grouping(by: UsageGrouping, dialect: str) -> Any:
 
 
 def _apply_all(connection: Connection, changes: Sequence[LedgerChange]) -> list[bool]:
-    # Counters are touched in one order (by key, then period) in every transaction, so two
-    # servers' batches cannot deadlock on each other's rows.
-    order = sorted(range(len(changes)), key=lambda i: _lock_order(changes[i]))
+    """A batch in a few statements, however many requests it holds: one to end the settled
+    holds, then per quota counter (in one order, by key and period, so two servers' batches
+    cannot deadlock) one lock, one update and one insert of new holds, and one insert of
+    all ledger rows."""
     granted = [True] * len(changes)
-    entries = []
-    for i in order:
-        change = changes[i]
+    settlements = [c for c in changes if isinstance(c, Settlement)]
+    held = _end_holds(connection, [s.hold_id for s in settlements if s.hold_id is not None])
+    # Per counter: (tokens used, tokens no longer held), and the reservations in order.
+    used: dict[tuple[int, str], list[int]] = {}
+    asked: dict[tuple[int, str], list[int]] = {}
+    for settlement in settlements:
+        freed = held.get(settlement.hold_id or "", 0)
+        if settlement.period is not None and (settlement.tokens or freed):
+            totals = used.setdefault((settlement.key_id, settlement.period), [0, 0])
+            totals[0] += settlement.tokens
+            totals[1] += freed
+    for i, change in enumerate(changes):
         if isinstance(change, Reservation):
-            granted[i] = _reserve(connection, change)
-        else:
-            _settle(connection, change)
-            if change.entry is not None:
-                entries.append(change.entry)
+            asked.setdefault((change.key_id, change.period), []).append(i)
+    for counter in sorted(used.keys() | asked.keys()):
+        spent, freed = used.get(counter, (0, 0))
+        reservations = [cast(Reservation, changes[i]) for i in asked.get(counter, [])]
+        grants = _update_counter(connection, counter, spent, freed, reservations)
+        for i, grant in zip(asked.get(counter, []), grants, strict=True):
+            granted[i] = grant
+    entries = [s.entry for s in settlements if s.entry is not None]
     if entries:
         connection.execute(insert(UsageRow), [_entry_values(e) for e in entries])
     return granted
 
 
-def _lock_order(change: LedgerChange) -> tuple[int, str]:
-    if isinstance(change, Reservation):
-        return change.key_id, change.period
-    return change.key_id, change.period or ""
+def _end_holds(connection: Connection, hold_ids: list[str]) -> dict[str, int]:
+    """Deletes the holds and says how many tokens each held; a hold already swept (its
+    request outlived the expiry) is absent, so nothing is given back twice."""
+    held: dict[str, int] = {}
+    for start in range(0, len(hold_ids), 500):
+        rows = connection.execute(
+            delete(QuotaHoldRow)
+            .where(QuotaHoldRow.request_id.in_(hold_ids[start : start + 500]))
+            .returning(QuotaHoldRow.request_id, QuotaHoldRow.tokens)
+        )
+        held.update({row[0]: int(row[1]) for row in rows})
+    return held
+
+
+def _update_counter(
+    connection: Connection,
+    counter: tuple[int, str],
+    spent: int,
+    freed: int,
+    reservations: list[Reservation],
+) -> list[bool]:
+    """Settles `spent` and `freed` tokens on one counter and grants the reservations, in
+    order, that fit under their limit; whether each was granted."""
+    key_id, period = counter
+    where = (QuotaCounterRow.key_id == key_id, QuotaCounterRow.period == period)
+    _ensure_counter(connection, key_id, period)  # on SQLite, this write takes the lock
+    current = select(QuotaCounterRow.used, QuotaCounterRow.reserved).where(*where)
+    if connection.dialect.name == "postgresql":
+        current = current.with_for_update()
+    row = connection.execute(current).one()
+    taken = int(row.used) + spent + int(row.reserved) - freed
+    grants = []
+    new_holds = []
+    for reservation in reservations:
+        fits = taken + reservation.tokens <= reservation.limit
+        grants.append(fits)
+        if fits:
+            taken += reservation.tokens
+            new_holds.append(reservation)
+    reserved_now = sum(r.tokens for r in new_holds)
+    if spent or freed or reserved_now:
+        connection.execute(
+            update(QuotaCounterRow)
+            .where(*where)
+            .values(
+                used=QuotaCounterRow.used + spent,
+                reserved=QuotaCounterRow.reserved - freed + reserved_now,
+            )
+        )
+    if new_holds:
+        connection.execute(
+            insert(QuotaHoldRow),
+            [
+                {
+                    "request_id": r.hold_id,
+                    "key_id": r.key_id,
+                    "period": r.period,
+                    "tokens": r.tokens,
+                    "expires_at": r.expires_at,
+                }
+                for r in new_holds
+            ],
+        )
+    return grants
 
 
 def _ensure_counter(connection: Connection, key_id: int, period: str) -> None:
@@ -240,53 +314,6 @@ def _ensure_counter(connection: Connection, key_id: int, period: str) -> None:
     else:
         statement = sqlite_insert(QuotaCounterRow).values(values)
     connection.execute(statement.on_conflict_do_nothing())
-
-
-def _reserve(connection: Connection, change: Reservation) -> bool:
-    _ensure_counter(connection, change.key_id, change.period)
-    counter = QuotaCounterRow
-    result = connection.execute(
-        update(counter)
-        .where(
-            counter.key_id == change.key_id,
-            counter.period == change.period,
-            counter.used + counter.reserved + change.tokens <= change.limit,
-        )
-        .values(reserved=counter.reserved + change.tokens)
-    )
-    if result.rowcount != 1:
-        return False
-    connection.execute(
-        insert(QuotaHoldRow).values(
-            request_id=change.hold_id,
-            key_id=change.key_id,
-            period=change.period,
-            tokens=change.tokens,
-            expires_at=change.expires_at,
-        )
-    )
-    return True
-
-
-def _settle(connection: Connection, change: Settlement) -> None:
-    held = 0
-    if change.hold_id is not None:
-        # A hold already swept (its request outlived the expiry) gives back nothing twice.
-        row = connection.execute(
-            delete(QuotaHoldRow)
-            .where(QuotaHoldRow.request_id == change.hold_id)
-            .returning(QuotaHoldRow.tokens)
-        ).first()
-        held = 0 if row is None else int(row[0])
-    if change.period is None or (held == 0 and change.tokens == 0):
-        return
-    _ensure_counter(connection, change.key_id, change.period)
-    counter = QuotaCounterRow
-    connection.execute(
-        update(counter)
-        .where(counter.key_id == change.key_id, counter.period == change.period)
-        .values(used=counter.used + change.tokens, reserved=counter.reserved - held)
-    )
 
 
 def _sweep(connection: Connection, now: datetime) -> int:
