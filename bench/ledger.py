@@ -161,7 +161,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis", action="store_true", help="also: limits counted in Redis")
+    parser.add_argument("--load", choices=list(LOADS), action="append", help="default: all")
+    parser.add_argument("--no-postgresql", action="store_true", help="SQLite only")
     args = parser.parse_args()
+    loads = {name: LOADS[name] for name in args.load or LOADS}
 
     database = "privserve_bench_" + secrets.token_hex(4)
     asyncio.run(create_database(database))
@@ -169,8 +172,9 @@ def main() -> None:
     setups = [
         Setup("off", {"PRIVSERVE_LEDGER__ENABLED": "false"}, False),
         Setup("sqlite", {}, True),
-        Setup("postgresql", pg, True),
     ]
+    if not args.no_postgresql:
+        setups.append(Setup("postgresql", pg, True))
     if args.redis:
         redis = {
             "PRIVSERVE_LIMITS__STORAGE_URL": "redis://127.0.0.1:6379",
@@ -187,13 +191,13 @@ def main() -> None:
             for setup in setups:
                 running.append(start(setup, Path(tmp) / setup.name))
             for server, key in running:  # warm-up
-                for path, body, _, _ in LOADS.values():
+                for path, body, _, _ in loads.values():
                     asyncio.run(run_load(server.base_url, key, path, body, 4, 2))
             for round_ in range(args.rounds):
                 # Each round starts with another server, so none is always first.
                 order = running[round_ % len(running) :] + running[: round_ % len(running)]
                 for server, key in order:
-                    for load, (path, body, clients, each) in LOADS.items():
+                    for load, (path, body, clients, each) in loads.items():
                         result = asyncio.run(
                             run_load(server.base_url, key, path, body, clients, each)
                         )
@@ -227,7 +231,7 @@ def main() -> None:
     print("| load | server | req/s | p50 ms | p95 ms | throughput vs off | p50 added |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     rows = []
-    for load in LOADS:
+    for load in loads:
         off = by_key[("off", load)]
         for setup in setups:
             m = by_key[(setup.name, load)]

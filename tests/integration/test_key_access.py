@@ -3,6 +3,7 @@ And the key store on the real PostgreSQL, from an empty database."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -121,3 +122,21 @@ async def test_keys_with_their_access_on_postgresql(postgres_url: str, tmp_path:
     # A second start finds the schema in place.
     async with open_key_store(settings) as store:
         assert await store.count_active() == 0
+
+
+async def test_a_key_revoked_by_another_process_is_refused_on_postgresql(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The server remembers keys between requests; PostgreSQL tells it of every change."""
+    settings = Settings(home=tmp_path, database={"url": postgres_url})  # type: ignore[arg-type]
+    async with open_key_store(settings) as server, open_key_store(settings) as other:
+        issued = await server.create("shared")
+        assert await server.verify(issued.plaintext) is not None  # now remembered
+        await other.revoke("shared")
+        for _ in range(100):
+            if await server.verify(issued.plaintext) is None:
+                break
+            await asyncio.sleep(0.01)
+        assert await server.verify(issued.plaintext) is None
+        again = await other.create("shared")
+        assert await server.verify(again.plaintext) is not None

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from privserve.auth.access import KeyAccess, KeyLimits, Quota, as_json, from_json
 from privserve.config import Settings
 from privserve.errors import InvalidRequest
-from privserve.storage.changes import ChangeCounter, change_counter
+from privserve.storage.changes import ChangeCounter, open_change_counter
 from privserve.storage.db import open_database
 from privserve.storage.repos import ActiveKey, ApiKeyRepo
 from privserve.storage.tables import ApiKeyRow
@@ -247,7 +247,7 @@ async def open_key_store(
     async with AsyncExitStack() as stack:
         if db is None:
             db = await stack.enter_async_context(open_database(settings.database_url))
-        changes = change_counter(settings.database_url)
+        changes = await open_change_counter(settings.database_url)
         if changes is not None:
             stack.callback(changes.close)
         secret = None if settings.api_key is None else settings.api_key.get_secret_value()

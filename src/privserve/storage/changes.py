@@ -1,11 +1,18 @@
-"""Knowing cheaply whether anyone has written to the database since we last looked."""
+"""Knowing cheaply whether any key has changed since we last looked."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 import sqlite3
-from typing import Protocol
+from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy.engine import make_url
+
+logger = logging.getLogger(__name__)
+
+KEYS_CHANNEL = "privserve_keys"  # what the key trigger notifies on PostgreSQL
 
 
 class ChangeCounter(Protocol):
@@ -35,9 +42,62 @@ class SqliteChangeCounter:
         self._connection.close()
 
 
-def change_counter(url: str) -> ChangeCounter | None:
-    """A counter for a file SQLite database; None for others (they are always asked)."""
+class PostgresChangeCounter:
+    """Counts the key trigger's notifications, on a connection of its own that LISTENs.
+
+    A change is known within milliseconds of its commit, from this server or any other;
+    asking costs nothing. While the connection is down, every call answers a new number, so
+    keys are read from the database on every request until it is back."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._count = 0
+        self._connection: Any = None
+        self._blind = itertools.count(start=1 << 62)
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresChangeCounter:
+        counter = cls(url)
+        await counter._listen()
+        return counter
+
+    async def _listen(self) -> None:
+        connection = await asyncpg.connect(self._url)
+        connection.add_termination_listener(self._lost)
+        await connection.add_listener(KEYS_CHANNEL, self._changed)
+        self._connection = connection
+        self._count += 1  # changes may have come while nobody listened
+
+    def _changed(self, *_: object) -> None:
+        self._count += 1
+
+    def _lost(self, *_: object) -> None:
+        logger.warning("lost the key-change listener; reading keys on every request")
+        self._connection = None
+
+    def version(self) -> int:
+        if self._connection is None or self._connection.is_closed():
+            return next(self._blind)
+        return self._count
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.remove_termination_listener(self._lost)
+            connection.terminate()
+
+
+async def open_change_counter(url: str) -> ChangeCounter | None:
+    """A counter for a file SQLite database or PostgreSQL; None for others (they are always
+    asked). A PostgreSQL listener that cannot connect is None too, with a warning."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        plain = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            return await PostgresChangeCounter.open(plain)
+        except (OSError, asyncpg.PostgresError) as exc:
+            logger.warning("no key-change listener (%s); reading keys on every request", exc)
+            return None
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return SqliteChangeCounter(parsed.database)

@@ -30,8 +30,10 @@ def upgrade() -> None:
     op.bulk_insert(epoch, [{"version": 0}])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
+            # Servers LISTEN on the channel, so they need not ask on every request.
             "CREATE FUNCTION bump_key_epoch() RETURNS trigger AS $$ BEGIN "
-            "UPDATE key_epoch SET version = version + 1; RETURN NULL; END; $$ LANGUAGE plpgsql"
+            "UPDATE key_epoch SET version = version + 1; "
+            "PERFORM pg_notify('privserve_keys', ''); RETURN NULL; END; $$ LANGUAGE plpgsql"
         )
         op.execute(
             "CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE ON api_keys "
