@@ -22,6 +22,7 @@ from tests.integration.server import RunningServer, start_server
 from tests.integration.test_limits import (
     EMBED_ID,
     chat_within_quota,
+    fresh_minute,
     key_json,
     new_key,
     usage_json,
@@ -108,6 +109,7 @@ async def _share_one_budget(
 ) -> None:
     home = first.home
     limited, _ = new_key(home, "--rpm", "4", env=shared)
+    fresh_minute()
     statuses = []
     async with httpx.AsyncClient(timeout=60) as http:
         for i in range(6):

@@ -1,9 +1,12 @@
-"""Requests per minute, tokens per minute and concurrent requests per key, in the `limits`
-library: in this process by default, in Redis when several servers share one budget.
+"""Requests per minute, tokens per minute and concurrent requests per key, counted in a
+`limits` storage: in this process by default, in Redis when several servers share one budget.
 
-Windows are fixed minutes, as OpenAI's headers describe them (a limit, what remains, when it
-resets). A request's prompt tokens count when it is admitted, its completion tokens when it
-ends; a key over its tokens per minute is refused until the window resets."""
+Windows are the clock's minutes, as OpenAI's headers describe them (a limit, what remains,
+when it resets): a counter per key and minute, so one atomic increment both counts a request
+and says what is left, and the reset time needs no second question to the storage (in
+Redis, a round trip each). A request's prompt tokens count when it is admitted, its
+completion tokens when it ends; a key over its tokens per minute is refused until the next
+minute. Requests refused count too, as in any fixed window."""
 
 from __future__ import annotations
 
@@ -13,9 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from limits import RateLimitItemPerMinute
 from limits.aio.storage import Storage
-from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
@@ -24,6 +25,7 @@ from privserve.errors import StorageUnavailable
 # A concurrency count a dead server left behind in Redis expires after this long without
 # a new request.
 CONCURRENCY_EXPIRY_S = 3600
+WINDOW_EXPIRY_S = 120  # a minute's counter outlives its minute, for clocks a little apart
 
 
 @contextlib.asynccontextmanager
@@ -72,7 +74,6 @@ class RateLimiter:
         storage = storage_from_string(storage_uri(storage_url), **options)
         assert isinstance(storage, Storage)  # an `async+` URI gives an asyncio storage
         self._storage = storage
-        self._windows = FixedWindowRateLimiter(self._storage)
 
     async def check(self) -> None:
         """Raises when the storage cannot be reached (checked once, at start)."""
@@ -83,9 +84,9 @@ class RateLimiter:
         """Counts one request against the key's requests per minute: whether it was within
         the limit, and the window after it."""
         async with _reachable():
-            item = RateLimitItemPerMinute(rpm)
-            allowed = await self._windows.hit(item, "rpm", str(key_id))
-            return allowed, await self._window(item, "rpm", key_id)
+            key, reset_s = _minute("rpm", key_id)
+            count = await self._storage.incr(key, WINDOW_EXPIRY_S, amount=1)
+            return count <= rpm, Window(rpm, max(rpm - count, 0), reset_s)
 
     async def take_place(self, key_id: int, concurrency: int) -> bool:
         """Takes one of the key's places for running requests; False (none taken) when all
@@ -103,22 +104,24 @@ class RateLimiter:
             await self._storage.incr(f"concurrency/{key_id}", CONCURRENCY_EXPIRY_S, amount=-1)
 
     async def admit_tokens(self, key_id: int, tpm: int, prompt_tokens: int) -> tuple[bool, Window]:
-        """Counts a prompt against the key's tokens per minute unless the window is spent
-        already: whether it was admitted, and the window after it."""
+        """Counts a prompt against the key's tokens per minute: admitted unless the window
+        was spent already; and the window after it."""
         async with _reachable():
-            item = RateLimitItemPerMinute(tpm)
-            allowed = await self._windows.test(item, "tpm", str(key_id))
-            if allowed:
-                await self._windows.hit(item, "tpm", str(key_id), cost=max(prompt_tokens, 1))
-            return allowed, await self._window(item, "tpm", key_id)
+            key, reset_s = _minute("tpm", key_id)
+            cost = max(prompt_tokens, 1)
+            count = await self._storage.incr(key, WINDOW_EXPIRY_S, amount=cost)
+            return count - cost < tpm, Window(tpm, max(tpm - count, 0), reset_s)
 
     async def charge_tokens(self, key_id: int, tpm: int, tokens: int) -> None:
         """Counts what a request produced; it may take the window past its limit."""
         async with _reachable():
             if tokens > 0:
-                item = RateLimitItemPerMinute(tpm)
-                await self._windows.hit(item, "tpm", str(key_id), cost=tokens)
+                key, _ = _minute("tpm", key_id)
+                await self._storage.incr(key, WINDOW_EXPIRY_S, amount=tokens)
 
-    async def _window(self, item: RateLimitItemPerMinute, kind: str, key_id: int) -> Window:
-        stats = await self._windows.get_window_stats(item, kind, str(key_id))
-        return Window(item.amount, stats.remaining, max(stats.reset_time - time.time(), 0.0))
+
+def _minute(kind: str, key_id: int) -> tuple[str, float]:
+    """This minute's counter for a key, and the seconds until the next one starts."""
+    now = time.time()
+    index = int(now // 60)
+    return f"{kind}/{key_id}/{index}", (index + 1) * 60 - now
