@@ -51,6 +51,7 @@ class Setup:
     name: str
     env: dict[str, str]
     bookkeeping: bool
+    limits: tuple[str, ...] = tuple(LIMITED)
 
 
 @dataclass
@@ -60,6 +61,13 @@ class Measured:
     requests_per_s: float
     p50_ms: float
     p95_ms: float
+    server_cpu_ms: float  # the server's CPU time per request: steadier than throughput
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def privserve(home: Path, env: dict[str, str], *args: str) -> str:
@@ -80,7 +88,7 @@ def start(setup: Setup, home: Path) -> tuple[Running, str]:
     env = dict(setup.env)
     if setup.bookkeeping:
         key = privserve(
-            home, env, "keys", "create", "--quiet", "--name", f"bench-{setup.name}", *LIMITED
+            home, env, "keys", "create", "--quiet", "--name", f"bench-{setup.name}", *setup.limits
         )
     else:
         key = "sk-bench-" + secrets.token_hex(8)
@@ -126,7 +134,7 @@ LOADS = {
         "/v1/embeddings",
         {"model": EMBED_ID, "input": SENTENCE},
         64,
-        12,
+        30,
     ),
     "chat 16 tok x16": (
         "/v1/chat/completions",
@@ -163,6 +171,11 @@ def main() -> None:
     parser.add_argument("--redis", action="store_true", help="also: limits counted in Redis")
     parser.add_argument("--load", choices=list(LOADS), action="append", help="default: all")
     parser.add_argument("--no-postgresql", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--ledger-only",
+        action="store_true",
+        help="also: the ledger on SQLite, a key without limits",
+    )
     args = parser.parse_args()
     loads = {name: LOADS[name] for name in args.load or LOADS}
 
@@ -173,6 +186,9 @@ def main() -> None:
         Setup("off", {"PRIVSERVE_LEDGER__ENABLED": "false"}, False),
         Setup("sqlite", {}, True),
     ]
+    if args.ledger_only:
+        setups.append(Setup("sqlite, no limits", {}, True, ()))
+        setups.append(Setup("sqlite, no quota", {}, True, tuple(LIMITED[:-2])))
     if not args.no_postgresql:
         setups.append(Setup("postgresql", pg, True))
     if args.redis:
@@ -184,6 +200,7 @@ def main() -> None:
 
     running: list[tuple[Running, str]] = []
     samples: dict[tuple[str, str], list[tuple[float, list[float]]]] = {}
+    server_cpu: dict[tuple[str, str], list[float]] = {}
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     wall_started = time.perf_counter()
     try:
@@ -198,10 +215,15 @@ def main() -> None:
                 order = running[round_ % len(running) :] + running[: round_ % len(running)]
                 for server, key in order:
                     for load, (path, body, clients, each) in loads.items():
+                        cpu_started = cpu_seconds(server.process.pid)
                         result = asyncio.run(
                             run_load(server.base_url, key, path, body, clients, each)
                         )
+                        used = cpu_seconds(server.process.pid) - cpu_started
                         samples.setdefault((server.name, load), []).append(result)
+                        server_cpu.setdefault((server.name, load), []).append(
+                            used / (clients * each) * 1000
+                        )
                         print(f"round {round_ + 1} {server.name:>17} {load}: {result[0]:.1f}/s")
     finally:
         for server, _ in running:
@@ -224,12 +246,16 @@ def main() -> None:
                 statistics.median(rps for rps, _ in results),
                 statistics.median(statistics.median(lat) for _, lat in results) * 1000,
                 statistics.quantiles(latencies, n=20)[18] * 1000,
+                statistics.median(server_cpu[(name, load)]),
             )
         )
     by_key = {(m.server, m.load): m for m in measured}
     print()
-    print("| load | server | req/s | p50 ms | p95 ms | throughput vs off | p50 added |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| load | server | req/s | p50 ms | p95 ms | throughput vs off | p50 added "
+        "| server CPU/request | CPU added |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     for load in loads:
         off = by_key[("off", load)]
@@ -237,10 +263,19 @@ def main() -> None:
             m = by_key[(setup.name, load)]
             ratio = m.requests_per_s / off.requests_per_s
             added = m.p50_ms - off.p50_ms
-            rows.append({**asdict(m), "throughput_ratio": ratio, "p50_added_ms": added})
+            cpu_added = m.server_cpu_ms - off.server_cpu_ms
+            rows.append(
+                {
+                    **asdict(m),
+                    "throughput_ratio": ratio,
+                    "p50_added_ms": added,
+                    "server_cpu_added_ms": cpu_added,
+                }
+            )
             print(
                 f"| {load} | {m.server} | {m.requests_per_s:.1f} | {m.p50_ms:.1f} | "
-                f"{m.p95_ms:.1f} | {ratio:.3f}x | {added:+.2f} ms |"
+                f"{m.p95_ms:.1f} | {ratio:.3f}x | {added:+.2f} ms | {m.server_cpu_ms:.2f} ms "
+                f"| {cpu_added:+.2f} ms |"
             )
     print(f"\nload client CPU: {client_share:.1%} of the machine ({os.cpu_count()} cores)")
     RESULTS.mkdir(exist_ok=True)
