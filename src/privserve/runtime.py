@@ -24,6 +24,7 @@ from privserve.engine.embedding.engine import BatchedCrossEncoder, BatchedEmbedd
 from privserve.engine.embedding.torch_thread import TorchThread
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.errors import ModelLoadError, StorageUnavailable
+from privserve.metering.leases import QuotaLeases
 from privserve.metering.meter import Meter
 from privserve.metering.rates import RateLimiter
 from privserve.metering.writer import LedgerWriter
@@ -109,12 +110,14 @@ async def _open_meter(settings: Settings, usage: UsageRepo, stack: AsyncExitStac
         raise StorageUnavailable(
             f"cannot reach the rate-limit storage {settings.limits.storage_url}: {exc}"
         ) from exc
-    writer = None
-    if settings.ledger.enabled:
-        writer = LedgerWriter(usage)
-        writer.start()
-        stack.push_async_callback(writer.close)
-    return Meter(limiter, writer, settings.ledger.hold_s)
+    if not settings.ledger.enabled:
+        return Meter(limiter, None)
+    writer = LedgerWriter(usage)
+    writer.start()
+    stack.push_async_callback(writer.close)
+    leases = QuotaLeases(writer, settings.ledger.hold_s)
+    stack.push_async_callback(leases.close)  # before the writer closes
+    return Meter(limiter, writer, leases)
 
 
 async def _in_thread(close: Callable[[], None]) -> None:

@@ -163,6 +163,7 @@ def test_a_quota_counts_every_token_and_refuses_what_it_cannot_cover(
         spent += answer.json()["usage"]["total_tokens"]
     shown = key_json(server.home, key_id)
     assert shown["quota"] == "60/day" and shown["quota_used"] == spent
+    assert shown["quota_held"] == 0  # nothing runs
     assert shown["quota_resets_at"] is not None
     # A chat reserves its prompt plus max_tokens: more than the quota has left.
     with openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0) as client:

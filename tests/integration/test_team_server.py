@@ -198,13 +198,14 @@ async def test_after_a_kill_every_complete_response_is_on_the_ledger_once(
         recorded = {row[0]: (row[1], row[2]) for row in rows}
         for request_id, tokens in complete.items():
             assert recorded.get(request_id) == tokens, request_id
-        # Whatever the killed requests held goes back; the quota holds what was used.
+        # What the dead server held goes back; the quota counts what was used.
         used = sum(p + c for p, c in recorded.values())
         for _ in range(50):
-            if key_json(tmp_path, key_id)["quota_used"] == used:
+            if key_json(tmp_path, key_id)["quota_held"] == 0:
                 break
             time.sleep(0.1)
-        assert key_json(tmp_path, key_id)["quota_used"] == used
+        shown = key_json(tmp_path, key_id)
+        assert shown["quota_held"] == 0 and shown["quota_used"] == used
     finally:
         restarted.stop()
 

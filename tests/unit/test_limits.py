@@ -13,6 +13,7 @@ import pytest
 
 from privserve.auth import access
 from privserve.errors import InvalidRequest, StorageUnavailable
+from privserve.metering.leases import QuotaLeases
 from privserve.metering.rates import RateLimiter, reset_text
 from privserve.metering.writer import LedgerWriter
 from privserve.services.admin import since
@@ -109,12 +110,22 @@ async def test_reservations_never_pass_the_quota_and_settle_to_what_was_used(
             False,
         ]
         assert await repo.quota_state(1, "total") == (0, 80)
-        settled = Settlement(entry("a", 1, 10, 5), hold_id="a", key_id=1, period="total", tokens=15)
+        settled = Settlement(
+            entry("a", 1, 10, 5), hold_id="a", key_id=1, period="total", tokens=15, released=40
+        )
         await repo.apply([settled])
         assert await repo.quota_state(1, "total") == (15, 40)
-        # Settled twice (a retry): the hold is gone, its tokens are not given back again.
-        await repo.apply([Settlement(None, hold_id="a", key_id=1, period="total", tokens=0)])
+        # Given back twice: a hold cannot give up more than it holds.
+        again = Settlement(None, hold_id="a", key_id=1, period="total", released=40)
+        await repo.apply([again])
         assert await repo.quota_state(1, "total") == (15, 40)
+        # A lease shared by two requests: each gives back its part.
+        parts = [
+            Settlement(None, hold_id="b", key_id=1, period="total", tokens=t, released=20)
+            for t in (7, 9)
+        ]
+        await repo.apply(parts)
+        assert await repo.quota_state(1, "total") == (31, 0)
         [sums] = await repo.sums(UsageFilter(key_id=1), "key")
         assert (sums.requests, sums.prompt_tokens, sums.completion_tokens) == (1, 10, 5)
 
@@ -127,7 +138,8 @@ async def test_holds_a_dead_server_left_are_freed_after_they_expire(tmp_path: Pa
         assert await repo.sweep(datetime.now(UTC)) == 1
         assert await repo.quota_state(1, "total") == (0, 20)
         # The request outlived its hold after all: it is charged, nothing is given back twice.
-        await repo.apply([Settlement(None, hold_id="dead", key_id=1, period="total", tokens=30)])
+        late = Settlement(None, hold_id="dead", key_id=1, period="total", tokens=30, released=70)
+        await repo.apply([late])
         assert await repo.quota_state(1, "total") == (30, 20)
 
 
@@ -163,3 +175,28 @@ async def test_an_unreachable_redis_is_a_clear_503_not_a_crash() -> None:
     with pytest.raises(StorageUnavailable) as refused:
         await limiter.count_request(1, 10)
     assert refused.value.status == 503 and "rate-limit storage" in refused.value.message
+
+
+async def test_requests_draw_on_one_lease_and_a_tight_quota_is_never_overrun(
+    tmp_path: Path,
+) -> None:
+    async with open_database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}") as db:
+        repo = UsageRepo(db)
+        writer = LedgerWriter(repo)
+        writer.start()
+        try:
+            leases = QuotaLeases(writer, hold_s=60)
+            roomy = access.Quota(1_000_000)
+            promises = await asyncio.gather(*(leases.reserve(1, roomy, 10) for _ in range(50)))
+            assert len({p.hold_id for p in promises if p is not None}) == 1  # one lease
+            assert await repo.quota_state(1, "total") == (0, 50_000)  # 1/20 of the quota
+            await leases.close()  # the free part goes back
+            assert await repo.quota_state(1, "total") == (0, 500)
+            # Nearly spent: exactly what fits is granted, one request's tokens at a time.
+            tight = access.Quota(100)
+            fresh = QuotaLeases(writer, hold_s=60)
+            got = await asyncio.gather(*(fresh.reserve(2, tight, 30) for _ in range(5)))
+            assert sum(p is not None for p in got) == 3
+            assert await repo.quota_state(2, "total") == (0, 90)
+        finally:
+            await writer.close()

@@ -181,7 +181,7 @@ def _quota_text(key: KeyInfo) -> str:
     if key.quota is None:
         return ""
     tokens, _, period = key.quota.partition("/")
-    left = max(int(tokens) - (key.quota_used or 0), 0)
+    left = max(int(tokens) - (key.quota_used or 0) - (key.quota_held or 0), 0)
     return f"{left:,} of {int(tokens):,}" + ("" if period == "total" else f"/{period}")
 
 
@@ -312,6 +312,7 @@ def show(
         "concurrent requests": info.concurrency or "no limit",
         "quota": info.quota or "none",
         "quota used": "" if info.quota is None else f"{info.quota_used or 0:,}",
+        "quota held": "" if info.quota is None else f"{info.quota_held or 0:,}",
         "quota resets": f"{info.quota_resets_at:%Y-%m-%d %H:%M} UTC"
         if info.quota_resets_at
         else "",

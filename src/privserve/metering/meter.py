@@ -16,14 +16,15 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from privserve.auth.access import KeyAccess, KeyLimits
 from privserve.errors import InsufficientQuota, PrivserveError, RateLimited
+from privserve.metering.leases import Promise, QuotaLeases
 from privserve.metering.rates import RateLimiter, Window, reset_text
 from privserve.metering.writer import LedgerWriter
-from privserve.storage.usage import Reservation, Settlement, UsageEntry
+from privserve.storage.usage import Settlement, UsageEntry
 
 Priority = Literal["interactive", "batch"]
 CLIENT_GONE = 499  # nginx's "client closed request"
@@ -44,7 +45,7 @@ class Meter:
 
     limiter: RateLimiter
     writer: LedgerWriter | None
-    hold_s: float = 3600.0  # a quota hold outliving this is taken for a dead server's
+    leases: QuotaLeases | None = None  # with the writer: the quotas' leases
 
     def ticket(
         self, access: KeyAccess, endpoint: str, request_id: str, headers: dict[str, str]
@@ -82,7 +83,7 @@ class Ticket:
         self._first_token_at: float | None = None
         self.model = ""
         self._holding = False  # a concurrency place
-        self._hold: Reservation | None = None
+        self._hold: Promise | None = None
         self._prompt_tokens = 0
         self._settled = False
         self._closed = False
@@ -131,19 +132,13 @@ class Ticket:
             if not allowed:
                 raise _over_window("tokens per minute (TPM)", "tokens", window)
         quota = self._limits.quota
-        if quota is None or self._meter.writer is None:
+        leases = self._meter.leases
+        if quota is None or leases is None:
             self._prompt_tokens = prompt_tokens
             return
-        now = datetime.now(UTC)
-        hold = Reservation(
-            hold_id=uuid.uuid4().hex,
-            key_id=key_id,
-            period=quota.window(now),
-            tokens=most_tokens,
-            limit=quota.tokens,
-            expires_at=now + timedelta(seconds=self._meter.hold_s),
-        )
-        if not await self._meter.writer.apply(hold):
+        hold = await leases.reserve(key_id, quota, most_tokens)
+        if hold is None:
+            now = datetime.now(UTC)
             resets = quota.resets_at(now)
             when = f"; it resets in {reset_text((resets - now).total_seconds())}" if resets else ""
             raise InsufficientQuota(
@@ -206,6 +201,7 @@ class Ticket:
                 key_id=key_id,
                 period=None if hold is None else hold.period,
                 tokens=0 if hold is None else prompt + completion_tokens,
+                released=0 if hold is None else hold.tokens,
             )
         )
 

@@ -63,8 +63,10 @@ class KeyInfo(BaseModel):
     tpm: int | None
     concurrency: int | None
     quota: str | None
-    quota_used: int | None = Field(
-        description="Tokens of the quota's current period used or held by running requests."
+    quota_used: int | None = Field(description="Tokens of the quota's current period used.")
+    quota_held: int | None = Field(
+        description="Tokens of the current period held for running requests (servers take "
+        "them in small leases); what is left is quota minus used minus held."
     )
     quota_resets_at: datetime | None
     priority: Literal["interactive", "batch"]

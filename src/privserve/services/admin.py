@@ -75,10 +75,10 @@ class KeyAdmin:
     async def key_info(self, row: ApiKeyRow, last_used: datetime | None = None) -> KeyInfo:
         limits = key_limits(row)
         quota = limits.quota
-        used = resets = None
+        used = held = resets = None
         if quota is not None:
-            settled, held = await self._usage.quota_state(row.id, quota.window())
-            used, resets = settled + held, quota.resets_at()
+            used, held = await self._usage.quota_state(row.id, quota.window())
+            resets = quota.resets_at()
         return KeyInfo(
             id=row.id,
             name=row.name,
@@ -92,6 +92,7 @@ class KeyAdmin:
             concurrency=limits.concurrency,
             quota=None if quota is None else str(quota),
             quota_used=used,
+            quota_held=held,
             quota_resets_at=resets,
             priority=limits.priority,
             created_at=_aware(row.created_at),

@@ -59,14 +59,16 @@ class Reservation:
 
 @dataclass(frozen=True)
 class Settlement:
-    """A request's end: its hold (if any) becomes the tokens it really used, and its
-    ledger row (if any) is written, in the same transaction."""
+    """A request's end: `released` tokens come off its hold (if any) and `tokens`, what it
+    really used, are counted as used; its ledger row (if any) is written; all in the same
+    transaction. A hold is a server's lease on part of a quota, shared by its requests."""
 
     entry: UsageEntry | None
     hold_id: str | None = None
     key_id: int = 0
     period: str | None = None
     tokens: int = 0
+    released: int = 0
 
 
 LedgerChange = Reservation | Settlement
@@ -216,12 +218,17 @@ def _apply_all(connection: Connection, changes: Sequence[LedgerChange]) -> list[
     all ledger rows."""
     granted = [True] * len(changes)
     settlements = [c for c in changes if isinstance(c, Settlement)]
-    held = _end_holds(connection, [s.hold_id for s in settlements if s.hold_id is not None])
+    releases: dict[str, int] = {}
+    for settlement in settlements:
+        if settlement.hold_id is not None and settlement.released:
+            releases[settlement.hold_id] = releases.get(settlement.hold_id, 0) + settlement.released
+    released = _release_holds(connection, releases)
     # Per counter: (tokens used, tokens no longer held), and the reservations in order.
     used: dict[tuple[int, str], list[int]] = {}
     asked: dict[tuple[int, str], list[int]] = {}
     for settlement in settlements:
-        freed = held.get(settlement.hold_id or "", 0)
+        # A hold's settlements share what it really gave up (see _release_holds).
+        freed = released.pop(settlement.hold_id, 0) if settlement.hold_id else 0
         if settlement.period is not None and (settlement.tokens or freed):
             totals = used.setdefault((settlement.key_id, settlement.period), [0, 0])
             totals[0] += settlement.tokens
@@ -241,18 +248,26 @@ def _apply_all(connection: Connection, changes: Sequence[LedgerChange]) -> list[
     return granted
 
 
-def _end_holds(connection: Connection, hold_ids: list[str]) -> dict[str, int]:
-    """Deletes the holds and says how many tokens each held; a hold already swept (its
-    request outlived the expiry) is absent, so nothing is given back twice."""
-    held: dict[str, int] = {}
-    for start in range(0, len(hold_ids), 500):
-        rows = connection.execute(
-            delete(QuotaHoldRow)
-            .where(QuotaHoldRow.request_id.in_(hold_ids[start : start + 500]))
-            .returning(QuotaHoldRow.request_id, QuotaHoldRow.tokens)
+def _release_holds(connection: Connection, releases: dict[str, int]) -> dict[str, int]:
+    """Takes tokens off holds, two statements per hold (a batch has about one per key);
+    how many each really gave up. A hold already swept (its server was taken for dead) is
+    absent, and one cannot give up more than it holds: its tokens went back already, and
+    are not given back twice."""
+    released = {}
+    for hold_id, tokens in sorted(releases.items()):
+        where = QuotaHoldRow.request_id == hold_id
+        current = select(QuotaHoldRow.tokens).where(where)
+        if connection.dialect.name == "postgresql":
+            current = current.with_for_update()  # a sweep must not end it meanwhile
+        held = connection.execute(current).scalar()
+        if held is None:
+            continue
+        given = min(tokens, int(held))
+        connection.execute(
+            update(QuotaHoldRow).where(where).values(tokens=QuotaHoldRow.tokens - given)
         )
-        held.update({row[0]: int(row[1]) for row in rows})
-    return held
+        released[hold_id] = given
+    return released
 
 
 def _update_counter(
