@@ -68,7 +68,8 @@ async def metered(ticket: Ticket, model: str, *, streaming: bool = False) -> Asy
         await ticket.start(model)
         yield
     except BaseException as exc:
-        await ticket.close(CLIENT_GONE if isinstance(exc, ClientDisconnected) else status_of(exc))
+        status = CLIENT_GONE if isinstance(exc, ClientDisconnected) else status_of(exc)
+        await ticket.close_after(exc, status)
         raise
     if not streaming:
         await ticket.close(200)

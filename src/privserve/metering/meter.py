@@ -13,6 +13,7 @@ completes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from privserve.metering.leases import Promise, QuotaLeases
 from privserve.metering.rates import RateLimiter, Window, reset_text
 from privserve.metering.writer import LedgerWriter
 from privserve.storage.usage import Settlement, UsageEntry
+
+logger = logging.getLogger(__name__)
 
 Priority = Literal["interactive", "batch"]
 CLIENT_GONE = 499  # nginx's "client closed request"
@@ -224,6 +227,16 @@ class Ticket:
             if self._holding and self._meter is not None:
                 self._holding = False
                 await self._meter.limiter.free_place(self.access.key_id)
+
+    async def close_after(
+        self, error: BaseException, status_code: int, *, completion_tokens: int = 0
+    ) -> None:
+        """`close` for a request that ended with `error`: a failure to record it is logged,
+        and `error` (a cancellation above all) stays what the caller raises."""
+        try:
+            await self.close(status_code, completion_tokens=completion_tokens)
+        except Exception as exc:
+            logger.warning("request %s not recorded: %s", self.request_id, exc)
 
     def _put_headers(self, kind: str, window: Window) -> None:
         self._headers[f"x-ratelimit-limit-{kind}"] = str(window.limit)

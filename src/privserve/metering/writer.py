@@ -15,9 +15,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from privserve.errors import ShuttingDown
 from privserve.storage.usage import LedgerChange, UsageRepo
 
 logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -43,6 +46,7 @@ class LedgerWriter:
         self._sweep_every_s = sweep_every_s
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
         self.stats = WriterStats()
 
     def start(self) -> None:
@@ -50,21 +54,30 @@ class LedgerWriter:
         self._tasks = [loop.create_task(self._run()), loop.create_task(self._sweep())]
 
     async def close(self) -> None:
-        """Commits what is queued, then stops."""
+        """Commits what is queued, then stops; what comes later is refused at once."""
+        self._closed = True
         if not self._tasks:
             return
         writer, sweeper = self._tasks
         sweeper.cancel()
-        while not self._queue.empty() and not writer.done():
-            await asyncio.sleep(0.001)
+        if not writer.done():
+            # Every change queued or in a batch being committed, committed; a database
+            # that does not answer does not hold the stop up for long.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), CLOSE_TIMEOUT_S)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        while not self._queue.empty():  # the writer died before it took these
+            _settle(self._queue.get_nowait().done, ShuttingDown("the usage ledger is closed"))
 
     async def apply(self, change: LedgerChange) -> bool:
-        """Queues the change and waits for its commit; whether it was granted."""
+        """Queues the change and waits for its commit; whether it was granted. Refused
+        (ShuttingDown) once the writer is closed or gone, never left waiting."""
+        if self._closed or not self._tasks or self._tasks[0].done():
+            raise ShuttingDown("the usage ledger is closed; retry on another server")
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Queued(change, done))
         # Shielded: a caller cancelled while waiting still has its change committed.
@@ -75,7 +88,12 @@ class LedgerWriter:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            finally:
+                for item in batch:
+                    self._queue.task_done()
+                    _settle(item.done, ShuttingDown("the usage ledger is closed"))
 
     async def _commit(self, batch: list[_Queued]) -> None:
         try:
