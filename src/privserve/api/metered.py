@@ -69,7 +69,7 @@ async def metered(ticket: Ticket, model: str, *, streaming: bool = False) -> Asy
         yield
     except BaseException as exc:
         status = CLIENT_GONE if isinstance(exc, ClientDisconnected) else status_of(exc)
-        await ticket.close_after(exc, status)
+        await ticket.close_after_error(status)
         raise
     if not streaming:
         await ticket.close(200)

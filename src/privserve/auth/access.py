@@ -127,29 +127,36 @@ def networks(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(found)
 
 
+def moment(text: str, now: datetime, *, ago: bool, what: str, param: str) -> datetime:
+    """`30d`, `12h`, `90m` or `2w` from `now` (before it with `ago`), or an ISO date or time
+    (UTC when it names no zone); InvalidRequest naming `param` for anything else."""
+    match = _DURATION.match(text.strip())
+    if match:
+        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        return now - delta if ago else now + delta
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"{text!r} is not {what}: give 30d, 12h, 90m, 2w, or an ISO date", param=param
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 def expiry(text: str | None, now: datetime | None = None) -> datetime | None:
     """`30d`, `12h`, `90m`, `2w` from now, or an ISO date or time (UTC when it names no
     zone); it must lie in the future."""
     if not text:
         return None
     now = now or datetime.now(UTC)
-    match = _DURATION.match(text.strip())
-    if match:
-        amount = int(match.group(1))
-        if amount <= 0:
-            raise InvalidRequest("an expiry must lie in the future", param="expires")
-        return now + timedelta(**{_UNITS[match.group(2)]: amount})
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidRequest(
-            f"{text!r} is not an expiry: give 30d, 12h, 90m, 2w, or an ISO date",
-            param="expires",
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+    when = moment(text, now, ago=False, what="an expiry", param="expires")
     if when <= now:
-        raise InvalidRequest(f"{text!r} lies in the past", param="expires")
+        message = (
+            "an expiry must lie in the future"
+            if _DURATION.match(text.strip())
+            else f"{text!r} lies in the past"
+        )
+        raise InvalidRequest(message, param="expires")
     return when
 
 

@@ -14,6 +14,12 @@ FinishReason = Literal["stop", "length"]
 Priority = Literal["interactive", "batch"]
 
 
+def goes_first(priority: Priority, waited_s: float, batch_max_wait_s: float) -> bool:
+    """Whether a waiting request is served with the interactive ones: it is one, or it is a
+    batch request that has waited the bound (slowed, never starved)."""
+    return priority != "batch" or waited_s >= batch_max_wait_s
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model file to load and the id clients address it by."""

@@ -55,15 +55,14 @@ class QuotaLeases:
         """`tokens` promised to one request; None when the quota cannot cover them."""
         period = quota.window()
         slot = (key_id, period)
-        lease = self._leases.get(slot)
-        if lease is not None and lease.free >= tokens and time.monotonic() < lease.renew_at:
-            lease.free -= tokens  # the common case: no await, so no other request interleaves
-            return Promise(lease.hold_id, period, tokens)
+        promised = self._draw(slot, tokens)  # the common case: no await, no database
+        if promised is not None:
+            return promised
         async with self._locks.setdefault(slot, asyncio.Lock()):
+            promised = self._draw(slot, tokens)  # another request took a lease meanwhile
+            if promised is not None:
+                return promised
             lease = self._leases.get(slot)
-            if lease is not None and lease.free >= tokens and time.monotonic() < lease.renew_at:
-                lease.free -= tokens
-                return Promise(lease.hold_id, period, tokens)
             chunk = min(quota.tokens // LEASE_SHARE, LEASE_MAX_TOKENS)
             new = await self._take(key_id, quota, period, max(tokens, chunk))
             if new is None and chunk > tokens:
@@ -76,6 +75,15 @@ class QuotaLeases:
             new.free -= tokens
             self._leases[slot] = new
             return Promise(new.hold_id, period, tokens)
+
+    def _draw(self, slot: tuple[int, str], tokens: int) -> Promise | None:
+        """`tokens` from the slot's lease when it has them free and is not due for renewal;
+        no await, so no other request interleaves."""
+        lease = self._leases.get(slot)
+        if lease is None or lease.free < tokens or time.monotonic() >= lease.renew_at:
+            return None
+        lease.free -= tokens
+        return Promise(lease.hold_id, lease.period, tokens)
 
     async def close(self) -> None:
         """Gives every lease's free tokens back (a server that stops holds nothing)."""

@@ -18,9 +18,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
-from privserve.auth.access import KeyAccess, KeyLimits
+from privserve.auth.access import KeyAccess, KeyLimits, Priority, Quota
 from privserve.errors import InsufficientQuota, PrivserveError, RateLimited
 from privserve.metering.leases import Promise, QuotaLeases
 from privserve.metering.rates import RateLimiter, Window, reset_text
@@ -29,7 +28,6 @@ from privserve.storage.usage import Settlement, UsageEntry
 
 logger = logging.getLogger(__name__)
 
-Priority = Literal["interactive", "batch"]
 CLIENT_GONE = 499  # nginx's "client closed request"
 
 
@@ -63,6 +61,19 @@ def _over_window(what: str, kind: str, window: Window) -> RateLimited:
         f"Please try again in {reset_text(window.reset_s)}.",
         kind=kind,
         retry_after_s=window.reset_s,
+    )
+
+
+def _quota_spent(quota: Quota, most_tokens: int) -> InsufficientQuota:
+    now = datetime.now(UTC)
+    resets = quota.resets_at(now)
+    left_s = None if resets is None else (resets - now).total_seconds()
+    return InsufficientQuota(
+        f"You exceeded your current quota: this key's {quota} tokens cannot cover this "
+        f"request's {most_tokens} (prompt plus max_tokens)"
+        + ("" if left_s is None else f"; it resets in {reset_text(left_s)}")
+        + ". A lower max_tokens may fit.",
+        retry_after_s=None if left_s is None else int(left_s),
     )
 
 
@@ -124,33 +135,19 @@ class Ticket:
     async def admit(self, prompt_tokens: int, most_tokens: int) -> None:
         """The prompt is known: counts it against tokens/min and reserves `most_tokens`
         (prompt plus the most the answer may take) from the quota, or raises 429."""
-        if self._meter is None:
-            self._prompt_tokens = prompt_tokens
-            return
-        key_id = self.access.key_id
-        tpm = self._limits.tpm
-        if tpm is not None:
-            allowed, window = await self._meter.limiter.admit_tokens(key_id, tpm, prompt_tokens)
-            self._put_headers("tokens", window)
-            if not allowed:
-                raise _over_window("tokens per minute (TPM)", "tokens", window)
-        quota = self._limits.quota
-        leases = self._meter.leases
-        if quota is None or leases is None:
-            self._prompt_tokens = prompt_tokens
-            return
-        hold = await leases.reserve(key_id, quota, most_tokens)
-        if hold is None:
-            now = datetime.now(UTC)
-            resets = quota.resets_at(now)
-            when = f"; it resets in {reset_text((resets - now).total_seconds())}" if resets else ""
-            raise InsufficientQuota(
-                f"You exceeded your current quota: this key's {quota} tokens cannot cover "
-                f"this request's {most_tokens} (prompt plus max_tokens){when}. A lower "
-                "max_tokens may fit.",
-                retry_after_s=None if resets is None else int((resets - now).total_seconds()),
-            )
-        self._hold = hold
+        if self._meter is not None:
+            tpm = self._limits.tpm
+            if tpm is not None:
+                limiter = self._meter.limiter
+                allowed, window = await limiter.admit_tokens(self.access.key_id, tpm, prompt_tokens)
+                self._put_headers("tokens", window)
+                if not allowed:
+                    raise _over_window("tokens per minute (TPM)", "tokens", window)
+            quota, leases = self._limits.quota, self._meter.leases
+            if quota is not None and leases is not None:
+                self._hold = await leases.reserve(self.access.key_id, quota, most_tokens)
+                if self._hold is None:
+                    raise _quota_spent(quota, most_tokens)
         self._prompt_tokens = prompt_tokens
 
     def first_token(self) -> None:
@@ -228,11 +225,9 @@ class Ticket:
                 self._holding = False
                 await self._meter.limiter.free_place(self.access.key_id)
 
-    async def close_after(
-        self, error: BaseException, status_code: int, *, completion_tokens: int = 0
-    ) -> None:
-        """`close` for a request that ended with `error`: a failure to record it is logged,
-        and `error` (a cancellation above all) stays what the caller raises."""
+    async def close_after_error(self, status_code: int, *, completion_tokens: int = 0) -> None:
+        """`close` for a request that ended with an error: a failure to record it is only
+        logged, so the error (a cancellation above all) stays what the caller raises."""
         try:
             await self.close(status_code, completion_tokens=completion_tokens)
         except Exception as exc:

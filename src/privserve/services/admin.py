@@ -3,8 +3,7 @@ place, rows turned into wire types without their hashes."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from privserve.auth import access
@@ -14,7 +13,7 @@ from privserve.auth.keys import (
     KeyStore,
     key_limits,
 )
-from privserve.errors import InvalidRequest, NotFound
+from privserve.errors import NotFound
 from privserve.protocol.admin import (
     KeyCreate,
     KeyCreated,
@@ -27,8 +26,6 @@ from privserve.protocol.admin import (
 from privserve.storage.tables import ApiKeyRow
 from privserve.storage.usage import UsageFilter, UsageGrouping, UsageRepo
 
-_AGO = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 ENV_KEY_NAMES = {ENV_KEY_ID: "PRIVSERVE_API_KEY", ENV_ADMIN_KEY_ID: "PRIVSERVE_ADMIN_KEY"}
 
 
@@ -36,17 +33,7 @@ def since(text: str | None, now: datetime | None = None) -> datetime | None:
     """`7d`, `24h`, `90m`, `2w` ago, or an ISO date or time (UTC when it names no zone)."""
     if not text:
         return None
-    now = now or datetime.now(UTC)
-    match = _AGO.match(text.strip())
-    if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidRequest(
-            f"{text!r} is not a time: give 7d, 24h, 90m, 2w, or an ISO date", param="since"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return access.moment(text, now or datetime.now(UTC), ago=True, what="a time", param="since")
 
 
 def _aware(when: datetime) -> datetime:

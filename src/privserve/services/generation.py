@@ -179,7 +179,7 @@ async def ending(ticket: Ticket, produced: Sequence[int]) -> AsyncIterator[None]
     try:
         yield
     except BaseException as exc:
-        await ticket.close_after(exc, status_of(exc), completion_tokens=sum(produced))
+        await ticket.close_after_error(status_of(exc), completion_tokens=sum(produced))
         raise
     await ticket.close(200)
 

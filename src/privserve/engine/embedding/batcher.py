@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from privserve.engine.base import Priority
+from privserve.engine.base import Priority, goes_first
 from privserve.errors import Overloaded
 
 Item = TypeVar("Item")
@@ -106,7 +106,8 @@ class DynamicBatcher(Generic[Item]):
         """The next chunk: interactive first, unless the oldest batch one waited too long."""
         interactive, batch = self._queues["interactive"], self._queues["batch"]
         if batch and (
-            not interactive or time.monotonic() - batch[0].queued_at >= self._batch_max_wait_s
+            not interactive
+            or goes_first("batch", time.monotonic() - batch[0].queued_at, self._batch_max_wait_s)
         ):
             return batch.popleft()
         return interactive.popleft() if interactive else None

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from privserve.engine.base import goes_first
 from privserve.engine.streams import GenerationStream
 from privserve.errors import Overloaded, ShuttingDown
 
@@ -71,16 +72,11 @@ class WaitingList:
             self._items.clear()
         now = time.monotonic()
 
-        def goes_first(item: Waiting) -> bool:
-            return (
-                item.stream.request.priority != "batch"
-                or now - item.queued_at >= self._batch_max_wait_s
-            )
+        def later(item: Waiting) -> bool:
+            waited = now - item.queued_at
+            return not goes_first(item.stream.request.priority, waited, self._batch_max_wait_s)
 
-        first = [item for item in items if goes_first(item)]
-        if len(first) == len(items):
-            return items
-        return first + [item for item in items if not goes_first(item)]
+        return sorted(items, key=later)  # stable: arrival order within each group
 
     def put_back(self, items: Iterable[Waiting]) -> None:
         """Returns requests that found no slot to the front, in their order."""
