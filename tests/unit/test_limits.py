@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -98,76 +99,80 @@ def hold(hold_id: str, tokens: int, limit: int = 100, expires_in_s: float = 60) 
     return Reservation(hold_id, 1, "total", tokens, limit, expires)
 
 
+@pytest.fixture
+async def repo(tmp_path: Path) -> AsyncIterator[UsageRepo]:
+    """The ledger's SQL on a fresh SQLite database."""
+    async with open_database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}") as db:
+        yield UsageRepo(db)
+
+
+@pytest.fixture
+async def writer(repo: UsageRepo) -> AsyncIterator[LedgerWriter]:
+    started = LedgerWriter(repo)
+    started.start()
+    yield started
+    await started.close()
+
+
 async def test_reservations_never_pass_the_quota_and_settle_to_what_was_used(
-    tmp_path: Path,
+    repo: UsageRepo,
 ) -> None:
-    async with open_database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}") as db:
-        repo = UsageRepo(db)
-        # Three requests ask for 40 each at once: two fit in 100, the third does not.
-        assert await repo.apply([hold("a", 40), hold("b", 40), hold("c", 40)]) == [
-            True,
-            True,
-            False,
-        ]
-        assert await repo.quota_state(1, "total") == (0, 80)
-        settled = Settlement(
-            entry("a", 1, 10, 5), hold_id="a", key_id=1, period="total", tokens=15, released=40
-        )
-        await repo.apply([settled])
-        assert await repo.quota_state(1, "total") == (15, 40)
-        # Given back twice: a hold cannot give up more than it holds.
-        again = Settlement(None, hold_id="a", key_id=1, period="total", released=40)
-        await repo.apply([again])
-        assert await repo.quota_state(1, "total") == (15, 40)
-        # A lease shared by two requests: each gives back its part.
-        parts = [
-            Settlement(None, hold_id="b", key_id=1, period="total", tokens=t, released=20)
-            for t in (7, 9)
-        ]
-        await repo.apply(parts)
-        assert await repo.quota_state(1, "total") == (31, 0)
-        [sums] = await repo.sums(UsageFilter(key_id=1), "key")
-        assert (sums.requests, sums.prompt_tokens, sums.completion_tokens) == (1, 10, 5)
+    # Three requests ask for 40 each at once: two fit in 100, the third does not.
+    assert await repo.apply([hold("a", 40), hold("b", 40), hold("c", 40)]) == [
+        True,
+        True,
+        False,
+    ]
+    assert await repo.quota_state(1, "total") == (0, 80)
+    settled = Settlement(
+        entry("a", 1, 10, 5), hold_id="a", key_id=1, period="total", tokens=15, released=40
+    )
+    await repo.apply([settled])
+    assert await repo.quota_state(1, "total") == (15, 40)
+    # Given back twice: a hold cannot give up more than it holds.
+    again = Settlement(None, hold_id="a", key_id=1, period="total", released=40)
+    await repo.apply([again])
+    assert await repo.quota_state(1, "total") == (15, 40)
+    # A lease shared by two requests: each gives back its part.
+    parts = [
+        Settlement(None, hold_id="b", key_id=1, period="total", tokens=t, released=20)
+        for t in (7, 9)
+    ]
+    await repo.apply(parts)
+    assert await repo.quota_state(1, "total") == (31, 0)
+    [sums] = await repo.sums(UsageFilter(key_id=1), "key")
+    assert (sums.requests, sums.prompt_tokens, sums.completion_tokens) == (1, 10, 5)
 
 
-async def test_holds_a_dead_server_left_are_freed_after_they_expire(tmp_path: Path) -> None:
-    async with open_database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}") as db:
-        repo = UsageRepo(db)
-        await repo.apply([hold("dead", 70, expires_in_s=-1), hold("alive", 20)])
-        assert await repo.quota_state(1, "total") == (0, 90)
-        assert await repo.sweep(datetime.now(UTC)) == 1
-        assert await repo.quota_state(1, "total") == (0, 20)
-        # The request outlived its hold after all: it is charged, nothing is given back twice.
-        late = Settlement(None, hold_id="dead", key_id=1, period="total", tokens=30, released=70)
-        await repo.apply([late])
-        assert await repo.quota_state(1, "total") == (30, 20)
+async def test_holds_a_dead_server_left_are_freed_after_they_expire(repo: UsageRepo) -> None:
+    await repo.apply([hold("dead", 70, expires_in_s=-1), hold("alive", 20)])
+    assert await repo.quota_state(1, "total") == (0, 90)
+    assert await repo.sweep(datetime.now(UTC)) == 1
+    assert await repo.quota_state(1, "total") == (0, 20)
+    # The request outlived its hold after all: it is charged, nothing is given back twice.
+    late = Settlement(None, hold_id="dead", key_id=1, period="total", tokens=30, released=70)
+    await repo.apply([late])
+    assert await repo.quota_state(1, "total") == (30, 20)
 
 
 async def test_concurrent_changes_share_commits_and_a_bad_one_fails_alone(
-    tmp_path: Path,
+    repo: UsageRepo, writer: LedgerWriter
 ) -> None:
-    async with open_database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}") as db:
-        repo = UsageRepo(db)
-        writer = LedgerWriter(repo)
-        writer.start()
-        try:
-            rows = [Settlement(entry(f"r{i}", 2, 3, 4)) for i in range(200)]
-            await asyncio.gather(*(writer.apply(row) for row in rows))
-            assert writer.stats.changes == 200 and writer.stats.commits < 200
-            [sums] = await repo.sums(UsageFilter(key_id=2), "key")
-            assert sums.requests == 200 and sums.total_tokens == 1400
-            # Two holds under one id: the second cannot be written; the rest of its batch is.
-            results = await asyncio.gather(
-                writer.apply(hold("same", 1)),
-                writer.apply(hold("same", 1)),
-                writer.apply(Settlement(entry("ok", 3, 1, 1))),
-                return_exceptions=True,
-            )
-            assert results[0] is True and isinstance(results[1], Exception)
-            assert results[2] is True
-            assert (await repo.sums(UsageFilter(key_id=3), "key"))[0].requests == 1
-        finally:
-            await writer.close()
+    rows = [Settlement(entry(f"r{i}", 2, 3, 4)) for i in range(200)]
+    await asyncio.gather(*(writer.apply(row) for row in rows))
+    assert writer.stats.changes == 200 and writer.stats.commits < 200
+    [sums] = await repo.sums(UsageFilter(key_id=2), "key")
+    assert sums.requests == 200 and sums.total_tokens == 1400
+    # Two holds under one id: the second cannot be written; the rest of its batch is.
+    results = await asyncio.gather(
+        writer.apply(hold("same", 1)),
+        writer.apply(hold("same", 1)),
+        writer.apply(Settlement(entry("ok", 3, 1, 1))),
+        return_exceptions=True,
+    )
+    assert results[0] is True and isinstance(results[1], Exception)
+    assert results[2] is True
+    assert (await repo.sums(UsageFilter(key_id=3), "key"))[0].requests == 1
 
 
 async def test_an_unreachable_redis_is_a_clear_503_not_a_crash() -> None:
@@ -178,25 +183,18 @@ async def test_an_unreachable_redis_is_a_clear_503_not_a_crash() -> None:
 
 
 async def test_requests_draw_on_one_lease_and_a_tight_quota_is_never_overrun(
-    tmp_path: Path,
+    repo: UsageRepo, writer: LedgerWriter
 ) -> None:
-    async with open_database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}") as db:
-        repo = UsageRepo(db)
-        writer = LedgerWriter(repo)
-        writer.start()
-        try:
-            leases = QuotaLeases(writer, hold_s=60)
-            roomy = access.Quota(1_000_000)
-            promises = await asyncio.gather(*(leases.reserve(1, roomy, 10) for _ in range(50)))
-            assert len({p.hold_id for p in promises if p is not None}) == 1  # one lease
-            assert await repo.quota_state(1, "total") == (0, 50_000)  # 1/20 of the quota
-            await leases.close()  # the free part goes back
-            assert await repo.quota_state(1, "total") == (0, 500)
-            # Nearly spent: exactly what fits is granted, one request's tokens at a time.
-            tight = access.Quota(100)
-            fresh = QuotaLeases(writer, hold_s=60)
-            got = await asyncio.gather(*(fresh.reserve(2, tight, 30) for _ in range(5)))
-            assert sum(p is not None for p in got) == 3
-            assert await repo.quota_state(2, "total") == (0, 90)
-        finally:
-            await writer.close()
+    leases = QuotaLeases(writer, hold_s=60)
+    roomy = access.Quota(1_000_000)
+    promises = await asyncio.gather(*(leases.reserve(1, roomy, 10) for _ in range(50)))
+    assert len({p.hold_id for p in promises if p is not None}) == 1  # one lease
+    assert await repo.quota_state(1, "total") == (0, 50_000)  # 1/20 of the quota
+    await leases.close()  # the free part goes back
+    assert await repo.quota_state(1, "total") == (0, 500)
+    # Nearly spent: exactly what fits is granted, one request's tokens at a time.
+    tight = access.Quota(100)
+    fresh = QuotaLeases(writer, hold_s=60)
+    got = await asyncio.gather(*(fresh.reserve(2, tight, 30) for _ in range(5)))
+    assert sum(p is not None for p in got) == 3
+    assert await repo.quota_state(2, "total") == (0, 90)

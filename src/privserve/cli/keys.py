@@ -21,7 +21,7 @@ from privserve.auth.keys import KeyStore, open_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import make_console
 from privserve.config import Settings
-from privserve.errors import InvalidRequest
+from privserve.errors import InvalidRequest, NotFound
 from privserve.protocol.admin import KeyCreate, KeyInfo, KeyUpdate
 from privserve.services.admin import KeyAdmin
 from privserve.storage.db import open_database
@@ -142,7 +142,7 @@ def create(
     """Create a key and print it once; only its hash is stored. Names are unique among
     active keys."""
     settings = settings_from(config, home=home)
-    # Every setting is checked before anything is written.
+    # Every setting is checked (by KeyAdmin) before anything is written.
     request = KeyCreate(
         name=name,
         owner=owner,
@@ -152,7 +152,6 @@ def create(
         admin=admin,
         **limit_fields(rpm, tpm, concurrency, quota, priority),
     )
-    access.expiry(expires)
     created = with_key_admin(settings, lambda admin_: admin_.create(request))
     if quiet:
         typer.echo(created.key)
@@ -265,8 +264,6 @@ def update(
     if networks is not None:
         fields["networks"] = list(access.networks(networks))
     if expires is not None:
-        if expires != "never":
-            access.expiry(expires)
         fields["expires"] = expires
     if admin is not None:
         fields["admin"] = admin
@@ -345,9 +342,7 @@ def revoke(
 
     try:
         row = with_key_admin(settings, revoke_one)
-    except InvalidRequest as exc:
-        if exc.status != 404:
-            raise
+    except NotFound:
         row = None
     console = make_console()
     if row is None:

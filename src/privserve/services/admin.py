@@ -3,6 +3,7 @@ place, rows turned into wire types without their hashes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,7 +60,14 @@ class KeyAdmin:
         self._store = store
         self._usage = usage
 
-    async def key_info(self, row: ApiKeyRow, last_used: datetime | None = None) -> KeyInfo:
+    async def key_info(
+        self, row: ApiKeyRow, last_used: Mapping[int, datetime] | None = None
+    ) -> KeyInfo:
+        """The key as the wire shows it; `last_used` (every key's) saves a list a query per
+        key."""
+        if last_used is None:
+            last_used = await self._usage.last_used(row.id)
+        used_at = last_used.get(row.id)
         limits = key_limits(row)
         quota = limits.quota
         used = held = resets = None
@@ -83,7 +91,7 @@ class KeyAdmin:
             quota_resets_at=resets,
             priority=limits.priority,
             created_at=_aware(row.created_at),
-            last_used_at=None if last_used is None else _aware(last_used),
+            last_used_at=None if used_at is None else _aware(used_at),
             expires_at=None if row.expires_at is None else _aware(row.expires_at),
             revoked_at=None if row.revoked_at is None else _aware(row.revoked_at),
         )
@@ -109,20 +117,20 @@ class KeyAdmin:
     async def list(self) -> KeyList:
         last_used = await self._usage.last_used()
         rows = await self._store.all()
-        return KeyList(data=[await self.key_info(row, last_used.get(row.id)) for row in rows])
+        return KeyList(data=[await self.key_info(row, last_used) for row in rows])
 
     async def get(self, key_id: int) -> KeyInfo:
         row = await self._store.get(key_id)
         if row is None:
             raise NotFound(f"no key with id {key_id}", param="key_id")
-        return await self.key_info(row, (await self._usage.last_used()).get(row.id))
+        return await self.key_info(row)
 
     async def find(self, ident: str) -> KeyInfo:
         """The key whose id, name or prefix is `ident`, active or not (see KeyStore.find)."""
         row = await self._store.find(ident, revoked_too=True)
         if row is None:
             raise NotFound(f"no key {ident!r}", param="key")
-        return await self.key_info(row, (await self._usage.last_used()).get(row.id))
+        return await self.key_info(row)
 
     async def update(self, key_id: int, request: KeyUpdate) -> KeyInfo:
         sent = request.model_fields_set

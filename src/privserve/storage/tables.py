@@ -43,14 +43,6 @@ class ApiKeyRow(Base):
     )
 
 
-class KeyEpochRow(Base):
-    """One row: a number every change to `api_keys` bumps in the same transaction."""
-
-    __tablename__ = "key_epoch"
-
-    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-
-
 # SQLite numbers its rows only through an INTEGER PRIMARY KEY; PostgreSQL's may pass 2**31.
 _ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -151,37 +151,11 @@ class UsageRepo:
             return sorted(sums, key=lambda s: s.group)
         return sorted(sums, key=lambda s: (-s.total_tokens, s.group))
 
-    async def entries(self, where: UsageFilter, limit: int) -> list[UsageEntry]:
-        """The newest `limit` ledger rows that match, newest first."""
-        query = (
-            select(UsageRow)
-            .where(*_conditions(where))
-            .order_by(UsageRow.created_at.desc(), UsageRow.id.desc())
-            .limit(limit)
-        )
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
-        return [
-            UsageEntry(
-                r.request_id,
-                r.created_at,
-                r.key_id,
-                r.model,
-                r.endpoint,
-                r.prompt_tokens,
-                r.cached_tokens,
-                r.completion_tokens,
-                r.status_code,
-                r.finish_reason,
-                r.ttft_ms,
-                r.duration_ms,
-            )
-            for r in rows
-        ]
-
-    async def last_used(self) -> dict[int, datetime]:
-        """When each key last made a request."""
+    async def last_used(self, key_id: int | None = None) -> dict[int, datetime]:
+        """When each key (or the one key) last made a request."""
         query = select(UsageRow.key_id, func.max(UsageRow.created_at)).group_by(UsageRow.key_id)
+        if key_id is not None:
+            query = query.where(UsageRow.key_id == key_id)  # the (key_id, created_at) index
         async with self._engine.connect() as connection:
             return {row[0]: row[1] for row in await connection.execute(query)}
 
