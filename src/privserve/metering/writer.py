@@ -47,6 +47,7 @@ class LedgerWriter:
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._stop_sweeping = asyncio.Event()
         self.stats = WriterStats()
 
     def start(self) -> None:
@@ -59,7 +60,11 @@ class LedgerWriter:
         if not self._tasks:
             return
         writer, sweeper = self._tasks
-        sweeper.cancel()
+        # Stopped between sweeps, never cancelled inside one: a database call cancelled
+        # half-way leaves the driver's connection closing on a thread that is gone.
+        self._stop_sweeping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(sweeper), CLOSE_TIMEOUT_S)
         if not writer.done():
             # Every change queued or in a batch being committed, committed; a database
             # that does not answer does not hold the stop up for long.
@@ -115,7 +120,7 @@ class LedgerWriter:
             _settle(item.done, granted)
 
     async def _sweep(self) -> None:
-        while True:
+        while not self._stop_sweeping.is_set():
             try:
                 freed = await self._repo.sweep(datetime.now(UTC))
             except Exception as exc:
@@ -123,7 +128,8 @@ class LedgerWriter:
             else:
                 if freed:
                     logger.info("freed %d quota holds their servers left behind", freed)
-            await asyncio.sleep(self._sweep_every_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_sweeping.wait(), self._sweep_every_s)
 
 
 def _settle(done: asyncio.Future[bool], outcome: bool | BaseException) -> None:
