@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -161,6 +161,28 @@ class LedgerConfig(BaseModel):
     )
 
 
+class ModelSettings(BaseModel):
+    """Settings of one served model, by its id (`[models."qwen3-8b"]` in the TOML file)."""
+
+    thinks: bool | None = Field(
+        None,
+        description="Whether the model writes a <think> block; default: what its chat "
+        "template says.",
+    )
+    thinking: bool = Field(
+        True, description="Think when a request does not say (enable_thinking, reasoning_effort)."
+    )
+    thinking_budget: int | None = Field(
+        None,
+        ge=0,
+        description="Most reasoning tokens when a request does not say; then the block is "
+        "closed and the model answers. Default: no bound but max_tokens.",
+    )
+
+
+ReasoningFormat = Literal["separate", "both", "inline"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRIVSERVE_",
@@ -218,6 +240,19 @@ class Settings(BaseSettings):
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    reasoning_format: ReasoningFormat = Field(
+        "separate",
+        description="A thinking model's <think> block: `separate` sends it as "
+        "reasoning_content, `both` also as reasoning, `inline` leaves it in content.",
+    )
+    models: dict[str, ModelSettings] = Field(
+        default_factory=dict,
+        description="Per-model settings by model id (thinking, thinking_budget); in the "
+        "environment as JSON.",
+    )
+
+    def model_settings(self, model_id: str) -> ModelSettings:
+        return self.models.get(model_id) or ModelSettings()
 
     @classmethod
     def settings_customise_sources(

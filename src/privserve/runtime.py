@@ -38,6 +38,7 @@ from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
 from privserve.services.embeddings import EmbeddingService
 from privserve.services.rerank import RerankService
+from privserve.services.tokens import TokenService
 from privserve.storage.db import open_database
 from privserve.storage.usage import UsageRepo
 
@@ -55,6 +56,7 @@ class Runtime:
     completions: CompletionService
     embeddings: EmbeddingService
     rerank: RerankService
+    tokens: TokenService
 
 
 @asynccontextmanager
@@ -87,16 +89,23 @@ async def open_runtime(
                 cross_encoders.append(reranker)
         catalog = ModelCatalog(engines, embedders, cross_encoders)
         fit = settings.server.fit_max_tokens
+        chat = ChatService(
+            catalog,
+            fit_max_tokens=fit,
+            reasoning_format=settings.reasoning_format,
+            model_settings=settings.models,
+        )
         yield Runtime(
             settings=settings,
             key_store=key_store,
             meter=meter,
             usage=usage,
             catalog=catalog,
-            chat=ChatService(catalog, fit_max_tokens=fit),
+            chat=chat,
             completions=CompletionService(catalog, fit_max_tokens=fit),
             embeddings=EmbeddingService(catalog, settings.embedding),
             rerank=RerankService(catalog),
+            tokens=TokenService(catalog, chat),
         )
 
 

@@ -4,6 +4,7 @@ JSON, or to a JSON schema, by a grammar; what comes back always parses and valid
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import jsonschema
@@ -135,3 +136,73 @@ def test_a_bad_response_format_is_a_clear_400(
     )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+
+
+# An answer only this grammar makes: a fixed opening, then one to three digits.
+DIGITS_GRAMMAR = 'root ::= "Answer: " [0-9] [0-9]? [0-9]?'
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_grammar_holds_a_chat_answer_to_its_sentences(client: openai.OpenAI, seed: int) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=20,
+        temperature=1.0,
+        seed=seed,
+        extra_body={"grammar": DIGITS_GRAMMAR},
+    )
+    content = reply.choices[0].message.content or ""
+    assert reply.choices[0].finish_reason == "stop", content
+    assert re.fullmatch(r"Answer: [0-9]{1,3}", content), content
+
+
+def test_a_grammar_holds_a_streamed_completion(client: openai.OpenAI) -> None:
+    stream = client.completions.create(
+        model=MODEL_ID,
+        prompt="The number of the day is",
+        max_tokens=20,
+        temperature=1.0,
+        seed=5,
+        stream=True,
+        extra_body={"grammar": DIGITS_GRAMMAR},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert re.fullmatch(r"Answer: [0-9]{1,3}", text), text
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("grammar", "says"),
+    [
+        ('root ::= undefined-rule "x"', "parse"),
+        ('root ::= root "a" | "b"', "parse"),
+        ('start ::= "x"', "parse"),
+        ("", "at least 1 character"),
+    ],
+)
+def test_a_bad_grammar_is_a_400_naming_grammar(http: httpx.Client, grammar: str, says: str) -> None:
+    for path, body in [
+        ("/v1/chat/completions", {"messages": MESSAGES}),
+        ("/v1/completions", {"prompt": "Hi"}),
+    ]:
+        response = http.post(path, json={"model": MODEL_ID, "grammar": grammar, **body})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "grammar"
+        assert says in error["message"]
+
+
+def test_a_grammar_and_a_json_response_format_together_are_a_400(http: httpx.Client) -> None:
+    response = http.post(
+        "/v1/chat/completions",
+        json={
+            "model": MODEL_ID,
+            "messages": MESSAGES,
+            "grammar": DIGITS_GRAMMAR,
+            "response_format": {"type": "json_object"},
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "grammar"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from privserve.engine.base import (
@@ -10,6 +10,7 @@ from privserve.engine.base import (
     GenerationRequest,
     OutputConstraint,
     PromptMessage,
+    TemplateThinking,
     TokenEvent,
     TokenLogprob,
     TopLogprob,
@@ -63,6 +64,10 @@ class FakeEngine:
         self.streams: list[FakeStream] = []
         self.checked: list[OutputConstraint] = []
         self.has_chat_format = True
+        self.template_thinking = TemplateThinking()
+        self.generation_prompt = ""  # what the fake's template ends the prompt with
+        self.variables: dict[str, Any] = {}
+        self.prompts: list[str] = []  # every chat prompt, as rendered
 
     @property
     def model_id(self) -> str:
@@ -77,16 +82,29 @@ class FakeEngine:
         return 100
 
     def render_chat(
-        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[PromptMessage],
+        tools: Sequence[dict[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
-        return " ".join(f"{m.role}: {m.content}" for m in messages)
+        self.variables = dict(variables or {})
+        return " ".join(f"{m.role}: {m.content}" for m in messages) + self.generation_prompt
+
+    @property
+    def thinking(self) -> TemplateThinking:
+        return self.template_thinking
 
     @property
     def tool_format(self) -> None:
         return None
 
-    def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
+    def tokenize(self, text: str, *, is_chat: bool, add_special: bool = True) -> list[int]:
+        if is_chat:
+            self.prompts.append(text)
         return [len(w) for w in text.split()]
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return " ".join("x" * i for i in ids)
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
         """Checks what the llama engine checks before building a grammar: the bounds."""

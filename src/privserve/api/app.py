@@ -24,6 +24,7 @@ from privserve.api.routes import (
     integrations,
     models,
     rerank,
+    tokens,
 )
 from privserve.config import Settings
 from privserve.engine.base import EmbeddingEngine, TextEngine
@@ -62,6 +63,7 @@ def create_app(
             app.state.completion_service = runtime.completions
             app.state.embedding_service = runtime.embeddings
             app.state.rerank_service = runtime.rerank
+            app.state.token_service = runtime.tokens
             yield
 
     app = FastAPI(title="privserve", version=__version__, lifespan=lifespan)
@@ -89,4 +91,5 @@ def create_app(
     app.include_router(admin.router, prefix="/admin/v1", dependencies=[Depends(require_api_key)])
     # FastGPT's rerank settings take a full URL; many point it at `{base}/rerank`.
     app.include_router(rerank.router, dependencies=[Depends(require_api_key)])
+    app.include_router(tokens.router, dependencies=[Depends(require_api_key)])
     return app

@@ -18,6 +18,7 @@ from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
 from privserve.services.embeddings import EmbeddingService
 from privserve.services.rerank import RerankService
+from privserve.services.tokens import TokenService
 
 
 async def _catalog(request: Request) -> ModelCatalog:
@@ -71,6 +72,11 @@ async def require_api_key(
     request.state.access = access
 
 
+def _token_service(request: Request) -> TokenService:
+    service: TokenService = request.app.state.token_service
+    return service
+
+
 async def _access(request: Request) -> KeyAccess:
     access: KeyAccess = request.state.access
     return access
@@ -95,3 +101,4 @@ Chat = Annotated[ChatService, Depends(_chat_service)]
 Completions = Annotated[CompletionService, Depends(_completion_service)]
 Embeddings = Annotated[EmbeddingService, Depends(_embedding_service)]
 Rerank = Annotated[RerankService, Depends(_rerank_service)]
+Tokens = Annotated[TokenService, Depends(_token_service)]

@@ -18,7 +18,7 @@ from privserve.auth.keys import ENV_KEY_NAME, IssuedKey, KeyStore
 from privserve.cli.keys import with_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import make_console
-from privserve.config import Settings
+from privserve.config import ReasoningFormat, Settings
 from privserve.engine.llama.model import read_gguf_metadata
 from privserve.errors import ModelLoadError
 from privserve.models.registry import (
@@ -82,6 +82,13 @@ def serve(
             "cosine with the embedding model)."
         ),
     ] = None,
+    reasoning_format: Annotated[
+        ReasoningFormat | None,
+        typer.Option(
+            help="A thinking model's <think> block: separate (reasoning_content), both "
+            "(also reasoning) or inline (left in content). Default: separate."
+        ),
+    ] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
@@ -99,6 +106,7 @@ def serve(
         llama__parallel=parallel,
         embedding__model=embedding_model,
         rerank__model=rerank_model,
+        reasoning_format=reasoning_format,
     )
     run_server(settings)
 

@@ -43,6 +43,16 @@ class PromptMessage:
     tool_call_id: str | None = None
 
 
+@dataclass(frozen=True)
+class TemplateThinking:
+    """What a chat template says of thinking: whether the model writes a `<think>` block
+    (the template writes or strips one), and whether the template reads `enable_thinking`
+    to render thinking off its own way (Qwen3)."""
+
+    thinks: bool = False
+    has_switch: bool = False
+
+
 # The tool-call format a chat template describes itself, when it has one:
 # "hermes" is `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Qwen2.5 and later,
 # Hermes 2 Pro and the templates made after them); "llama3-json" is one bare
@@ -57,12 +67,18 @@ class OutputConstraint:
     A JSON document: any object when `schema_json` is None (OpenAI's `json_object`), else one
     the JSON schema accepts. With `tags`, each document sits between the two texts (a chat
     template's tool-call tags), up to `max_documents` of them one per line. `param` names
-    the request field the constraint came from, for errors about it."""
+    the request field the constraint came from, for errors about it. A grammar the client
+    wrote itself (GBNF text, its start rule `root`) comes as `gbnf`, in place of a schema."""
 
     schema_json: str | None
     param: str
     tags: tuple[str, str] | None = None
     max_documents: int = 1
+    gbnf: str | None = None
+
+    @classmethod
+    def grammar(cls, gbnf: str, *, param: str = "grammar") -> OutputConstraint:
+        return cls(None, param, gbnf=gbnf)
 
     @classmethod
     def json_schema(
@@ -194,11 +210,20 @@ class TextEngine(Protocol):
         ...
 
     def render_chat(
-        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[PromptMessage],
+        tools: Sequence[dict[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
         """The model's own chat format, ending with the assistant's turn opened; `tools`
-        (OpenAI tool definitions) go to a template that has a tool format. InvalidRequest
-        for a model without a chat format."""
+        (OpenAI tool definitions) go to a template that has a tool format, `variables` (the
+        request's `chat_template_kwargs`) to the template as they are. InvalidRequest for a
+        model without a chat format."""
+        ...
+
+    @property
+    def thinking(self) -> TemplateThinking:
+        """What the chat template says of thinking (nothing, without a template)."""
         ...
 
     @property
@@ -209,8 +234,13 @@ class TextEngine(Protocol):
     @property
     def vocab_size(self) -> int: ...
 
-    def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
-        """Token ids fed to the model; `is_chat` text carries its own special tokens."""
+    def tokenize(self, text: str, *, is_chat: bool, add_special: bool = True) -> list[int]:
+        """Token ids fed to the model; `is_chat` text carries its own special tokens;
+        without `add_special` the tokenizer adds none (no BOS) of its own."""
+        ...
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """The text of token ids, special tokens written out."""
         ...
 
     def check_constraint(self, constraint: OutputConstraint) -> None:

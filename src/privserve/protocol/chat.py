@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from privserve.protocol.common import (
     RequestModel,
@@ -75,8 +82,35 @@ class NamedToolChoice(RequestModel):
     function: NamedFunction
 
 
+MAX_TEMPLATE_KWARGS = 32
+
+# OpenAI's reasoning efforts; "none" turns a thinking model's thinking off.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+
+
+def plain_template_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Template variables are few plain values: a template cannot be made to walk a
+    client's nested structure."""
+    if len(kwargs or {}) > MAX_TEMPLATE_KWARGS:
+        raise ValueError(f"chat_template_kwargs may hold {MAX_TEMPLATE_KWARGS} entries")
+    for name, value in (kwargs or {}).items():
+        if not isinstance(value, str | int | float | bool) and value is not None:
+            raise ValueError(
+                f"chat_template_kwargs values are strings, numbers or booleans; {name!r} is not"
+            )
+    return kwargs
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
+    # Thinking models: extra variables for the chat template (`enable_thinking`, as
+    # FastGPT and vLLM pass it), the switch some clients send at the top, OpenAI's effort,
+    # and the most tokens the reasoning may take (two names, as servers call it).
+    chat_template_kwargs: dict[str, Any] | None = None
+    enable_thinking: bool | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    thinking_budget: int | None = Field(None, ge=0)
+    max_reasoning_tokens: int | None = Field(None, ge=0)
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
@@ -91,6 +125,34 @@ class ChatCompletionRequest(SamplingFields):
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
         return self
+
+    @model_validator(mode="after")
+    def _plain_template_kwargs(self) -> ChatCompletionRequest:
+        kwargs = self.chat_template_kwargs or {}
+        if len(kwargs) > MAX_TEMPLATE_KWARGS:
+            raise ValueError(f"chat_template_kwargs may hold {MAX_TEMPLATE_KWARGS} entries")
+        for name, value in kwargs.items():
+            if not isinstance(value, str | int | float | bool) and value is not None:
+                raise ValueError(
+                    f"chat_template_kwargs values are strings, numbers or booleans; {name!r} is not"
+                )
+        return self
+
+    def thinking_wanted(self) -> bool | None:
+        """Whether the client turned thinking on or off; None when it said nothing."""
+        kwargs = self.chat_template_kwargs or {}
+        if isinstance(kwargs.get("enable_thinking"), bool):
+            return bool(kwargs["enable_thinking"])
+        if self.enable_thinking is not None:
+            return self.enable_thinking
+        if self.reasoning_effort is not None:
+            return self.reasoning_effort != "none"
+        return None
+
+    def reasoning_budget(self) -> int | None:
+        return (
+            self.thinking_budget if self.thinking_budget is not None else self.max_reasoning_tokens
+        )
 
 
 class FunctionCall(BaseModel):
@@ -109,6 +171,17 @@ class ChatCompletionMessage(BaseModel):
     content: str | None
     refusal: None = None
     tool_calls: list[ToolCall] | None = None
+    # A thinking model's reasoning, apart from the answer; absent for other models.
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_reasoning(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        for name in ("reasoning_content", "reasoning"):
+            if data.get(name, "") is None:
+                data.pop(name)
+        return data
 
 
 class TopLogprobEntry(BaseModel):

@@ -16,6 +16,7 @@ from pydantic import (
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 16
 MAX_LOGIT_BIASES = 1024  # tokens one request may bias; each costs every sampling step
+MAX_GRAMMAR_CHARS = 256 * 1024  # as large as a grammar built from a JSON schema may be
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -45,6 +46,8 @@ class SamplingFields(RequestModel):
     top_k: int | None = Field(None, ge=-1, le=2**31 - 1)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    # GBNF text, as llama.cpp's server takes it: the output must be a sentence of its `root`.
+    grammar: str | None = Field(None, min_length=1, max_length=MAX_GRAMMAR_CHARS)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -85,20 +88,46 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
+    # Sent for thinking models only: how many of the completion tokens were the reasoning.
+    completion_tokens_details: CompletionTokensDetails | None = None
 
     @classmethod
-    def of(cls, prompt_tokens: int, completion_tokens: int, *, cached_tokens: int = 0) -> Usage:
+    def of(
+        cls,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cached_tokens: int = 0,
+        reasoning_tokens: int | None = None,
+    ) -> Usage:
+        details = (
+            None
+            if reasoning_tokens is None
+            else CompletionTokensDetails(reasoning_tokens=reasoning_tokens)
+        )
         return cls(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             total_tokens=prompt_tokens + completion_tokens,
             prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
+            completion_tokens_details=details,
         )
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_details(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if data.get("completion_tokens_details", 0) is None:
+            data.pop("completion_tokens_details")
+        return data
 
 
 class UsageWhenAsked(BaseModel):

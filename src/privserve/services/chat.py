@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from privserve.engine.base import OutputConstraint, PromptMessage, TokenStream
+from privserve.config import ModelSettings, ReasoningFormat
+from privserve.engine.base import OutputConstraint, PromptMessage, TextEngine, TokenStream
 from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.metering.meter import Ticket
 from privserve.protocol.chat import (
@@ -27,6 +28,7 @@ from privserve.protocol.chat import (
 from privserve.protocol.common import Usage
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
+    check_constraint,
     check_logit_bias,
     choice_requests,
     closing_all,
@@ -37,8 +39,18 @@ from privserve.services.generation import (
     new_id,
     started,
     submit_all,
+    with_grammar,
 )
 from privserve.services.logprobs import chat_logprobs
+from privserve.services.reasoning import (
+    ChoiceReasoning,
+    Split,
+    ThinkingPlan,
+    plan_thinking,
+    reasoning_fields,
+    split_reasoning,
+    starts_inside,
+)
 from privserve.services.tools import (
     ToolCallBuffer,
     ToolPlan,
@@ -64,10 +76,12 @@ def output_constraint(response_format: ResponseFormat | None) -> OutputConstrain
 
 
 def to_prompt_messages(
-    messages: Sequence[ChatMessage], *, native_tools: bool = False
+    messages: Sequence[ChatMessage], *, native_tools: bool = False, thinks: bool = False
 ) -> list[PromptMessage]:
     """Flattens OpenAI message shapes (strings, text parts, tool calls) into plain turns;
-    with `native_tools` the calls and call ids stay apart for the template to write."""
+    with `native_tools` the calls and call ids stay apart for the template to write. For a
+    thinking model, earlier answers lose the reasoning a client left in them: a model is
+    never fed its old thoughts."""
     turns = []
     for i, message in enumerate(messages):
         if isinstance(message.content, list):
@@ -88,6 +102,8 @@ def to_prompt_messages(
         else:
             content = message.content or ""
         role = ROLE_ALIASES.get(message.role, message.role)
+        if thinks and role == "assistant":
+            content = split_reasoning(content).content
         if native_tools:
             calls = tuple(template_tool_call(call) for call in message.tool_calls or ())
             turns.append(PromptMessage(role, content, calls, message.tool_call_id))
@@ -102,6 +118,14 @@ def to_prompt_messages(
 
 
 @dataclass(frozen=True)
+class RenderedChat:
+    engine: TextEngine
+    text: str  # the prompt, the assistant's turn opened
+    tools: ToolPlan | None
+    thinking: ThinkingPlan
+
+
+@dataclass(frozen=True)
 class SubmittedChat:
     """A chat request queued in its engine: what reading its answer needs."""
 
@@ -109,12 +133,29 @@ class SubmittedChat:
     prompt_tokens: int
     streams: list[TokenStream]
     tools: ToolPlan | None  # read again to find the calls in the answer
+    thinking: ThinkingPlan
+    starts_inside: bool  # the prompt opened the reasoning block
+
+    def reasoning(self) -> ChoiceReasoning | None:
+        """A choice's reader of reasoning, when the answer is split."""
+        if not self.thinking.split:
+            return None
+        return ChoiceReasoning(starts_inside=self.starts_inside)
 
 
 class ChatService:
-    def __init__(self, catalog: ModelCatalog, *, fit_max_tokens: bool = False) -> None:
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        *,
+        fit_max_tokens: bool = False,
+        reasoning_format: ReasoningFormat = "separate",
+        model_settings: Mapping[str, ModelSettings] | None = None,
+    ) -> None:
         self._catalog = catalog
         self._fit_max_tokens = fit_max_tokens
+        self._reasoning_format: ReasoningFormat = reasoning_format
+        self._model_settings = dict(model_settings or {})
 
     async def create(self, request: ChatCompletionRequest, ticket: Ticket) -> ChatCompletion:
         submitted = await self._submit(request, ticket)
@@ -128,13 +169,24 @@ class ChatService:
         )
         wants_logprobs = bool(request.logprobs)
         choices = []
+        reasoning_tokens: int | None = None
         for i, result in enumerate(results):
-            calls = tool_calls_in(tools, result.text, result.finish_reason)
+            answer, reasoning = result.text, {}
+            reader = submitted.reasoning()
+            if reader is not None:
+                split = Split()
+                for text, tokens in result.pieces:
+                    split = split + reader.feed(text, tokens)
+                split = split + reader.finish()
+                answer = split.content
+                reasoning = reasoning_fields(split.reasoning, self._reasoning_format)
+                reasoning_tokens = (reasoning_tokens or 0) + reader.reasoning_tokens
+            calls = tool_calls_in(tools, answer, result.finish_reason)
             choices.append(
                 ChatChoice(
                     index=i,
                     message=ChatCompletionMessage(
-                        content=None if calls else result.text, tool_calls=calls
+                        content=None if calls else answer, tool_calls=calls, **reasoning
                     ),
                     logprobs=chat_logprobs(result.logprobs) if wants_logprobs else None,
                     finish_reason="tool_calls" if calls else result.finish_reason,
@@ -147,7 +199,10 @@ class ChatService:
             choices=choices,
             # The n choices share one prompt: its cache use is the first choice's.
             usage=Usage.of(
-                submitted.prompt_tokens, completion_tokens, cached_tokens=results[0].cached_tokens
+                submitted.prompt_tokens,
+                completion_tokens,
+                cached_tokens=results[0].cached_tokens,
+                reasoning_tokens=reasoning_tokens,
             ),
         )
 
@@ -172,6 +227,7 @@ class ChatService:
             )
 
         produced = [0] * len(streams)  # tokens each choice has made so far
+        reasoning_tokens: int | None = None
         async with ending(ticket, produced), closing_all(streams):
             yield chunk(
                 [
@@ -183,24 +239,34 @@ class ChatService:
             first_reason: str | None = None
             # With tools, text that may be a call is held back until the answer ends.
             held = [ToolCallBuffer(tools) for _ in streams] if tools else None
+            # A thinking model's reasoning goes out as it comes, in fields of its own.
+            readers = [submitted.reasoning() for _ in streams]
             async for index, event in merge(streams):
                 produced[index] = event.completion_tokens
                 ticket.first_token()
-                text = event.text
-                if held is not None:
-                    text = held[index].feed(text)
-                if text or event.logprobs:
+                reader = readers[index]
+                split = (
+                    Split(content=event.text)
+                    if reader is None
+                    else reader.feed(event.text, event.completion_tokens)
+                )
+                if event.finish_reason is not None and reader is not None:
+                    split = split + reader.finish()
+                delta = self._delta(split, held[index] if held is not None else None)
+                if delta or event.logprobs:
                     yield chunk(
                         [
                             ChunkChoice(
                                 index=index,
-                                delta={"content": text},
+                                delta=delta or {"content": ""},
                                 logprobs=chat_logprobs(event.logprobs) if event.logprobs else None,
                             )
                         ]
                     )
                 if event.finish_reason is not None:
                     completion_tokens += event.completion_tokens
+                    if reader is not None:
+                        reasoning_tokens = (reasoning_tokens or 0) + reader.reasoning_tokens
                     if index == 0:
                         cached_tokens = event.cached_tokens
                     finish_reason: str = event.finish_reason
@@ -226,19 +292,55 @@ class ChatService:
                 model=model_id,
                 choices=[],
                 usage=Usage.of(
-                    submitted.prompt_tokens, completion_tokens, cached_tokens=cached_tokens
+                    submitted.prompt_tokens,
+                    completion_tokens,
+                    cached_tokens=cached_tokens,
+                    reasoning_tokens=reasoning_tokens,
                 ),
             )
 
-    async def _submit(self, request: ChatCompletionRequest, ticket: Ticket) -> SubmittedChat:
+    def _delta(self, split: Split, held: ToolCallBuffer | None) -> dict[str, Any]:
+        """A streamed piece's delta: its reasoning, and its content unless a tool call may
+        be starting (then the content is held)."""
+        delta: dict[str, Any] = reasoning_fields(split.reasoning, self._reasoning_format)
+        content = split.content if held is None else held.feed(split.content)
+        if content:
+            delta["content"] = content
+        return delta
+
+    def render(self, request: ChatCompletionRequest) -> RenderedChat:
+        """The request's prompt as the model reads it: its template, its tools, thinking on
+        or off."""
         engine = self._catalog.text_engine(request.model)
-        check_logit_bias(engine, request)
         tools = plan_tools(request, engine.tool_format)
-        turns = to_prompt_messages(request.messages, native_tools=engine.tool_format is not None)
+        settings = self._model_settings.get(engine.model_id) or ModelSettings()
+        thinking = plan_thinking(
+            engine.thinking,
+            settings,
+            self._reasoning_format,
+            request.thinking_wanted(),
+            request.chat_template_kwargs,
+        )
+        turns = to_prompt_messages(
+            request.messages, native_tools=engine.tool_format is not None, thinks=thinking.thinks
+        )
         if tools is None:
-            text = engine.render_chat(turns)
+            text = engine.render_chat(turns, None, thinking.variables)
         else:
-            text = engine.render_chat(tools.with_instructions(turns), tools.definitions())
+            text = engine.render_chat(
+                tools.with_instructions(turns), tools.definitions(), thinking.variables
+            )
+        return RenderedChat(engine, thinking.finish_prompt(text), tools, thinking)
+
+    async def _submit(self, request: ChatCompletionRequest, ticket: Ticket) -> SubmittedChat:
+        rendered = self.render(request)
+        engine, text, tools, thinking = (
+            rendered.engine,
+            rendered.text,
+            rendered.tools,
+            rendered.thinking,
+        )
+        check_logit_bias(engine, request)
         # Long prompts take milliseconds to tokenize: keep that off the event loop.
         prompt = await anyio.to_thread.run_sync(
             functools.partial(engine.tokenize, text, is_chat=True)
@@ -252,13 +354,12 @@ class ChatService:
         )
         top_logprobs = (request.top_logprobs or 0) if request.logprobs else None
         # A required call's constraint wins over response_format: the answer is the call.
-        constraint = (tools.constraint() if tools else None) or output_constraint(
-            request.response_format
+        constraint = with_grammar(
+            request,
+            (tools.constraint() if tools else None) or output_constraint(request.response_format),
+            other_name="response_format or a required tool call",
         )
-        if constraint is not None:
-            # Built and checked before the request is queued, off the event loop: a large
-            # schema takes a while, and a bad one is a 400 before any byte of the answer.
-            await anyio.to_thread.run_sync(engine.check_constraint, constraint)
+        await check_constraint(engine, constraint)
         # Last, once the request is known to be good: limits and quota are only spent on
         # work that will run.
         await ticket.admit(len(prompt), len(prompt) + max_tokens * (request.n or 1))
@@ -271,4 +372,11 @@ class ChatService:
             constraint=constraint,
             priority=ticket.priority,
         )
-        return SubmittedChat(engine.model_id, len(prompt), submit_all(engine, requests), tools)
+        return SubmittedChat(
+            engine.model_id,
+            len(prompt),
+            submit_all(engine, requests),
+            tools,
+            thinking,
+            thinking.thinks and starts_inside(text),
+        )

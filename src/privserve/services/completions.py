@@ -22,6 +22,7 @@ from privserve.protocol.completions import (
 )
 from privserve.services.catalog import ModelCatalog
 from privserve.services.generation import (
+    check_constraint,
     check_logit_bias,
     check_token_ids,
     choice_requests,
@@ -33,6 +34,7 @@ from privserve.services.generation import (
     new_id,
     started,
     submit_all,
+    with_grammar,
 )
 from privserve.services.logprobs import completion_logprobs
 
@@ -171,6 +173,8 @@ class CompletionService:
         prompts = await self._prompts(engine, request)
         if request.echo and any(p.text is None for p in prompts):
             raise InvalidRequest("echo needs text prompts, not token ids", param="echo")
+        constraint = with_grammar(request, None)
+        await check_constraint(engine, constraint)
         requests = []
         request_id = new_id("")
         most_tokens = 0
@@ -188,6 +192,7 @@ class CompletionService:
                 max_tokens,
                 f"{request_id}-{i}",
                 top_logprobs=request.logprobs,
+                constraint=constraint,
                 priority=ticket.priority,
             )
             most_tokens += len(prompt.tokens) + max_tokens * (request.n or 1)

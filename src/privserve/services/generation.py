@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
+
 from privserve.engine.base import (
     FinishReason,
     GenerationRequest,
@@ -100,6 +102,28 @@ def choice_requests(
     return requests
 
 
+def with_grammar(
+    fields: SamplingFields, other: OutputConstraint | None, *, other_name: str = ""
+) -> OutputConstraint | None:
+    """The request's `grammar` as its constraint, or `other` when it has none; a grammar and
+    another constraint at once are a 400 (the output cannot follow both)."""
+    if fields.grammar is None:
+        return other
+    if other is not None:
+        raise InvalidRequest(
+            f"grammar cannot be combined with {other_name or other.param}: give one of them",
+            param="grammar",
+        )
+    return OutputConstraint.grammar(fields.grammar)
+
+
+async def check_constraint(engine: TextEngine, constraint: OutputConstraint | None) -> None:
+    """Builds and checks the constraint before the request is queued, off the event loop: a
+    large schema takes a while, and a bad one is a 400 before any byte of the answer."""
+    if constraint is not None:
+        await anyio.to_thread.run_sync(engine.check_constraint, constraint)
+
+
 def check_logit_bias(engine: TextEngine, fields: SamplingFields) -> None:
     check_token_ids(engine.vocab_size, [token for token, _ in fields.token_biases()], "logit_bias")
 
@@ -133,22 +157,25 @@ class ChoiceResult:
     finish_reason: FinishReason
     logprobs: list[TokenLogprob]
     cached_tokens: int
+    # The text as it came: each piece with the tokens made up to it.
+    pieces: list[tuple[str, int]]
 
 
 async def collect(stream: TokenStream) -> ChoiceResult:
     """The whole answer of one choice."""
-    parts: list[str] = []
+    pieces: list[tuple[str, int]] = []
     logprobs: list[TokenLogprob] = []
     async for event in stream:
-        parts.append(event.text)
+        pieces.append((event.text, event.completion_tokens))
         logprobs.extend(event.logprobs)
         if event.finish_reason is not None:
             return ChoiceResult(
-                "".join(parts),
+                "".join(text for text, _ in pieces),
                 event.completion_tokens,
                 event.finish_reason,
                 logprobs,
                 event.cached_tokens,
+                pieces,
             )
     raise EngineError("the request was cancelled before it finished")
 

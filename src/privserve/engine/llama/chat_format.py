@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from privserve.engine.base import PromptMessage, ToolFormat
+from privserve.engine.base import PromptMessage, TemplateThinking, ToolFormat
 from privserve.errors import InvalidRequest, ModelLoadError
 
 # Gemma's turn format has no system role; system text is folded into the first user turn.
@@ -66,21 +66,34 @@ class ChatFormat:
         env.globals["raise_exception"] = _raise_template_error
         self._template = env.from_string(template)
         self.tool_format = tool_format_of(template)
+        self.thinking = thinking_of(template)
 
     def render(
-        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[PromptMessage],
+        tools: Sequence[dict[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
         """`tools` reach templates with a tool format of their own, as transformers passes
-        them; turns keep their calls for such templates."""
+        them; turns keep their calls for such templates. `variables` never replace the
+        messages, tools or special tokens."""
         turns = list(messages) if self.has_system_role else fold_system_messages(messages)
-        extra: dict[str, Any] = {"tools": list(tools)} if tools and self.tool_format else {}
-        return self._template.render(
+        context: dict[str, Any] = dict(variables or {})
+        context.update(
             messages=[_as_template_message(m) for m in turns],
             add_generation_prompt=True,
             bos_token=self.bos_token,
             eos_token=self._eos_token,
-            **extra,
         )
+        context.pop("tools", None)
+        if tools and self.tool_format:
+            context["tools"] = list(tools)
+        return self._template.render(**context)
+
+
+def thinking_of(template: str) -> TemplateThinking:
+    """A template that writes, opens or strips a `<think>` block is a thinking model's."""
+    return TemplateThinking(thinks="<think>" in template, has_switch="enable_thinking" in template)
 
 
 def tool_format_of(template: str) -> ToolFormat | None:

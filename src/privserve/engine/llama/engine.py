@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from privserve.engine.base import (
     ModelSpec,
     OutputConstraint,
     PromptMessage,
+    TemplateThinking,
     ToolFormat,
 )
 from privserve.engine.llama.admission import Admission
@@ -155,17 +156,28 @@ class LlamaEngine:
         return self._model.chat_format is not None
 
     def render_chat(
-        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[PromptMessage],
+        tools: Sequence[dict[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
-        return self._model.render_chat(messages, tools)
+        return self._model.render_chat(messages, tools, variables)
+
+    @property
+    def thinking(self) -> TemplateThinking:
+        chat_format = self._model.chat_format
+        return TemplateThinking() if chat_format is None else chat_format.thinking
 
     @property
     def tool_format(self) -> ToolFormat | None:
         chat_format = self._model.chat_format
         return None if chat_format is None else chat_format.tool_format
 
-    def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
-        return self._model.tokenize(text, is_chat=is_chat)
+    def tokenize(self, text: str, *, is_chat: bool, add_special: bool = True) -> list[int]:
+        return self._model.tokenize(text, is_chat=is_chat, add_special=add_special)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self._model.detokenize(ids)
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
         """Builds the constraint's grammar and has llama.cpp parse it once (a 400 if it

@@ -51,6 +51,11 @@ def _gbnf_literal(text: str) -> str:
 
 def constraint_grammar(constraint: OutputConstraint) -> str:
     """The GBNF for `constraint`; its schema within the limits, else InvalidRequest."""
+    limit = DEFAULT_LIMITS.max_grammar_bytes
+    if constraint.gbnf is not None:
+        if len(constraint.gbnf.encode("utf-8")) > limit:
+            raise InvalidRequest(f"a grammar may have {limit} bytes", param=constraint.param)
+        return constraint.gbnf
     if constraint.schema_json is None and constraint.tags is None:
         from llama_cpp.llama_grammar import JSON_GBNF
 
@@ -74,7 +79,6 @@ def constraint_grammar(constraint: OutputConstraint) -> str:
         more = constraint.max_documents - 1
         repeated = f' ("\\n" {tagged}){{0,{more}}}' if more > 0 else ""
         grammar = f"{ROOT} ::= {tagged}{repeated}\n{grammar}"
-    limit = DEFAULT_LIMITS.max_grammar_bytes
     if len(grammar) > limit:
         raise InvalidRequest(
             f"this schema makes a grammar of {len(grammar)} bytes; the limit is {limit}",
@@ -87,5 +91,10 @@ def init_grammar_sampler(lib: Any, vocab: Any, grammar: str, *, param: str) -> A
     """A llama.cpp grammar sampler; InvalidRequest when llama.cpp cannot parse the grammar."""
     sampler = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), ROOT.encode())
     if not sampler:
-        raise InvalidRequest("llama.cpp could not parse the grammar this schema makes", param=param)
+        what = "this grammar" if param == "grammar" else "the grammar this schema makes"
+        raise InvalidRequest(
+            f"llama.cpp could not parse {what} (GBNF, with a `{ROOT}` rule; left recursion "
+            "and undefined rules are errors)",
+            param=param,
+        )
     return sampler

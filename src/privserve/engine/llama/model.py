@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,18 +132,25 @@ class LlamaModel:
         return _metadata(self.lib, self.handle)
 
     def render_chat(
-        self, messages: Sequence[PromptMessage], tools: Sequence[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[PromptMessage],
+        tools: Sequence[dict[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
         if self.chat_format is None:
             architecture = self.metadata.get("general.architecture", "")
             raise no_chat_format(self.spec.model_id, architecture)
-        return self.chat_format.render(messages, tools)
+        return self.chat_format.render(messages, tools, variables)
 
-    def tokenize(self, text: str, *, is_chat: bool) -> list[int]:
+    def tokenize(self, text: str, *, is_chat: bool, add_special: bool = True) -> list[int]:
         # Chat prompts carry their own special tokens, BOS included where the format has it;
         # adding another BOS would feed the model a sequence it never saw in training.
         bos_text = self.chat_format.bos_token if self.chat_format is not None else ""
-        add_bos = self._add_bos and not (is_chat and bos_text and text.startswith(bos_text))
+        add_bos = (
+            add_special
+            and self._add_bos
+            and not (is_chat and bos_text and text.startswith(bos_text))
+        )
         # A lone surrogate (`\ud800` in JSON) cannot be UTF-8: replace it, do not fail.
         data = text.encode("utf-8", errors="replace")
         capacity = len(data) + 8
@@ -155,6 +162,9 @@ class LlamaModel:
             if n >= 0:
                 return list(tokens[:n])
             capacity = -n
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return b"".join(self.piece(t, special=True) for t in ids).decode("utf-8", "replace")
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(self.lib.llama_vocab_is_eog(self.vocab, token))

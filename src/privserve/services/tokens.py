@@ -1,0 +1,81 @@
+"""The model's own tokens: text or a chat to token ids and back, and the rendered prompt.
+
+Gateways and FastGPT count tokens with other tokenizers; these answers are what the model
+reads and what the ledger charges."""
+
+from __future__ import annotations
+
+import functools
+
+import anyio
+
+from privserve.engine.base import TextEngine
+from privserve.errors import ModelNotFound
+from privserve.protocol.chat import ChatCompletionRequest
+from privserve.protocol.tokens import (
+    ApplyTemplateRequest,
+    ApplyTemplateResponse,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+    TokenPiece,
+)
+from privserve.services.catalog import ModelCatalog
+from privserve.services.chat import ChatService
+from privserve.services.generation import check_token_ids
+
+
+class TokenService:
+    def __init__(self, catalog: ModelCatalog, chat: ChatService) -> None:
+        self._catalog = catalog
+        self._chat = chat
+
+    def model_id(self, requested: str | None) -> str:
+        """The model asked for, or the first chat model when none is named."""
+        if requested is not None:
+            return requested
+        served = self._catalog.model_ids()
+        if not served:
+            raise ModelNotFound("this server has no chat or completion model", param="model")
+        return served[0]
+
+    async def tokenize(self, request: TokenizeRequest, model_id: str) -> TokenizeResponse:
+        engine = self._catalog.text_engine(model_id)
+        if request.messages is not None:
+            text = self._chat_prompt(model_id, request)
+            tokenize = functools.partial(engine.tokenize, text, is_chat=True)
+        else:
+            text = request.text or ""
+            tokenize = functools.partial(
+                engine.tokenize, text, is_chat=False, add_special=request.adds_special()
+            )
+        ids = await anyio.to_thread.run_sync(tokenize)
+        tokens: list[int] | list[TokenPiece] = ids
+        if request.with_pieces:
+            tokens = await anyio.to_thread.run_sync(_pieces, engine, ids)
+        return TokenizeResponse(
+            model=model_id, tokens=tokens, count=len(ids), max_model_len=engine.context_length
+        )
+
+    async def detokenize(self, request: DetokenizeRequest, model_id: str) -> DetokenizeResponse:
+        engine = self._catalog.text_engine(model_id)
+        check_token_ids(engine.vocab_size, request.tokens, "tokens")
+        text = await anyio.to_thread.run_sync(engine.detokenize, request.tokens)
+        return DetokenizeResponse(model=model_id, content=text, prompt=text)
+
+    def apply_template(self, request: ApplyTemplateRequest, model_id: str) -> ApplyTemplateResponse:
+        return ApplyTemplateResponse(model=model_id, prompt=self._chat_prompt(model_id, request))
+
+    def _chat_prompt(self, model_id: str, request: TokenizeRequest | ApplyTemplateRequest) -> str:
+        chat = ChatCompletionRequest(
+            model=model_id,
+            messages=request.messages or [],
+            tools=request.tools,
+            chat_template_kwargs=request.chat_template_kwargs,
+        )
+        return self._chat.render(chat).text
+
+
+def _pieces(engine: TextEngine, ids: list[int]) -> list[TokenPiece]:
+    return [TokenPiece(id=token, piece=engine.detokenize([token])) for token in ids]
