@@ -39,7 +39,7 @@ from privserve.services.completions import CompletionService
 from privserve.services.embeddings import EmbeddingService
 from privserve.services.rerank import RerankService
 from privserve.services.tokens import TokenService
-from privserve.storage.db import open_database
+from privserve.storage.db import open_database, open_sqlite_writer
 from privserve.storage.usage import UsageRepo
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(open_database(settings.database_url))
         key_store = await stack.enter_async_context(open_key_store(settings, db))
-        usage = UsageRepo(db)
+        sqlite_writer = await stack.enter_async_context(open_sqlite_writer(settings.database_url))
+        usage = UsageRepo(db, sqlite_writer)
         meter = await _open_meter(settings, usage, stack)
         engines = dict(text_engines or {})
         embedders = dict(embedding_engines or {})

@@ -11,20 +11,30 @@ back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from privserve.storage.db import SqliteWriterThread
 from privserve.storage.tables import QuotaCounterRow, QuotaHoldRow, UsageRow
 
+T = TypeVar("T")
+
 UsageGrouping = Literal["key", "model", "day"]
+
+# The writes use the tables themselves: a statement on a mapped class goes through the
+# ORM's compile path, about twice the work per statement, and a batch makes several.
+_HOLDS = cast(Table, QuotaHoldRow.__table__)
+_COUNTERS = cast(Table, QuotaCounterRow.__table__)
+_LEDGER = cast(Table, UsageRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -96,19 +106,26 @@ class UsageSum:
 
 
 class UsageRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """`writer`, for a SQLite file: the thread the writes run on (reads stay on `engine`)."""
+
+    def __init__(self, engine: AsyncEngine, writer: SqliteWriterThread | None = None) -> None:
         self._engine = engine
+        self._writer = writer
 
     async def apply(self, changes: Sequence[LedgerChange]) -> list[bool]:
         """Applies every change in one transaction; for each, whether it was granted (a
         settlement always is). A failing transaction raises, and applies nothing."""
-        async with self._engine.begin() as connection:
-            return await connection.run_sync(_apply_all, changes)
+        return await self._transaction(functools.partial(_apply_all, changes=changes))
 
     async def sweep(self, now: datetime) -> int:
         """Gives back the tokens of holds that expired (their server died); how many."""
+        return await self._transaction(functools.partial(_sweep, now=now))
+
+    async def _transaction(self, work: Callable[[Connection], T]) -> T:
+        if self._writer is not None:
+            return await self._writer.transaction(work)
         async with self._engine.begin() as connection:
-            return await connection.run_sync(_sweep, now)
+            return await connection.run_sync(work)
 
     async def quota_state(self, key_id: int, period: str) -> tuple[int, int]:
         """(used, reserved) tokens of a key's quota period."""
@@ -218,7 +235,7 @@ def _apply_all(connection: Connection, changes: Sequence[LedgerChange]) -> list[
             granted[i] = grant
     entries = [s.entry for s in settlements if s.entry is not None]
     if entries:
-        connection.execute(insert(UsageRow), [_entry_values(e) for e in entries])
+        connection.execute(insert(_LEDGER), [_entry_values(e) for e in entries])
     return granted
 
 
@@ -229,17 +246,15 @@ def _release_holds(connection: Connection, releases: dict[str, int]) -> dict[str
     are not given back twice."""
     released = {}
     for hold_id, tokens in sorted(releases.items()):
-        where = QuotaHoldRow.request_id == hold_id
-        current = select(QuotaHoldRow.tokens).where(where)
+        where = _HOLDS.c.request_id == hold_id
+        current = select(_HOLDS.c.tokens).where(where)
         if connection.dialect.name == "postgresql":
             current = current.with_for_update()  # a sweep must not end it meanwhile
         held = connection.execute(current).scalar()
         if held is None:
             continue
         given = min(tokens, int(held))
-        connection.execute(
-            update(QuotaHoldRow).where(where).values(tokens=QuotaHoldRow.tokens - given)
-        )
+        connection.execute(update(_HOLDS).where(where).values(tokens=_HOLDS.c.tokens - given))
         released[hold_id] = given
     return released
 
@@ -254,9 +269,16 @@ def _update_counter(
     """Settles `spent` and `freed` tokens on one counter and grants the reservations, in
     order, that fit under their limit; whether each was granted."""
     key_id, period = counter
-    where = (QuotaCounterRow.key_id == key_id, QuotaCounterRow.period == period)
+    where = (_COUNTERS.c.key_id == key_id, _COUNTERS.c.period == period)
+    if not reservations:
+        # Settlements alone grant nothing, so nothing needs reading: one relative update
+        # (their holds made the counter; a counter gone is made again).
+        if not _add_to_counter(connection, key_id, period, spent, -freed):
+            _ensure_counter(connection, key_id, period)
+            _add_to_counter(connection, key_id, period, spent, -freed)
+        return []
     _ensure_counter(connection, key_id, period)  # on SQLite, this write takes the lock
-    current = select(QuotaCounterRow.used, QuotaCounterRow.reserved).where(*where)
+    current = select(_COUNTERS.c.used, _COUNTERS.c.reserved).where(*where)
     if connection.dialect.name == "postgresql":
         current = current.with_for_update()
     row = connection.execute(current).one()
@@ -271,17 +293,10 @@ def _update_counter(
             new_holds.append(reservation)
     reserved_now = sum(r.tokens for r in new_holds)
     if spent or freed or reserved_now:
-        connection.execute(
-            update(QuotaCounterRow)
-            .where(*where)
-            .values(
-                used=QuotaCounterRow.used + spent,
-                reserved=QuotaCounterRow.reserved - freed + reserved_now,
-            )
-        )
+        _add_to_counter(connection, key_id, period, spent, reserved_now - freed)
     if new_holds:
         connection.execute(
-            insert(QuotaHoldRow),
+            insert(_HOLDS),
             [
                 {
                     "request_id": r.hold_id,
@@ -296,25 +311,37 @@ def _update_counter(
     return grants
 
 
+def _add_to_counter(
+    connection: Connection, key_id: int, period: str, used: int, reserved: int
+) -> bool:
+    """Adds to a counter's used and reserved tokens; whether the counter was there."""
+    result = connection.execute(
+        update(_COUNTERS)
+        .where(_COUNTERS.c.key_id == key_id, _COUNTERS.c.period == period)
+        .values(used=_COUNTERS.c.used + used, reserved=_COUNTERS.c.reserved + reserved)
+    )
+    return bool(result.rowcount)
+
+
 def _ensure_counter(connection: Connection, key_id: int, period: str) -> None:
     values = {"key_id": key_id, "period": period, "used": 0, "reserved": 0}
     if connection.dialect.name == "postgresql":
-        statement: Any = postgresql_insert(QuotaCounterRow).values(values)
+        statement: Any = postgresql_insert(_COUNTERS).values(values)
     else:
-        statement = sqlite_insert(QuotaCounterRow).values(values)
+        statement = sqlite_insert(_COUNTERS).values(values)
     connection.execute(statement.on_conflict_do_nothing())
 
 
 def _sweep(connection: Connection, now: datetime) -> int:
     expired = connection.execute(
-        delete(QuotaHoldRow)
-        .where(QuotaHoldRow.expires_at < now)
-        .returning(QuotaHoldRow.key_id, QuotaHoldRow.period, QuotaHoldRow.tokens)
+        delete(_HOLDS)
+        .where(_HOLDS.c.expires_at < now)
+        .returning(_HOLDS.c.key_id, _HOLDS.c.period, _HOLDS.c.tokens)
     ).all()
-    counter = QuotaCounterRow
+    counter = _COUNTERS.c
     for key_id, period, tokens in sorted(expired):
         connection.execute(
-            update(counter)
+            update(_COUNTERS)
             .where(counter.key_id == key_id, counter.period == period)
             .values(reserved=counter.reserved - tokens)
         )
