@@ -4,12 +4,14 @@ answer, so what the server does with the block is all that varies."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
@@ -173,3 +175,83 @@ def test_fastgpts_stream_reader_shows_reasoning_and_answer_apart(
     answer = "".join(d.get("content") or "" for d in deltas)
     assert THOUGHT.fullmatch(reasoning)
     assert ANSWER.fullmatch(answer)
+
+
+# The bundled tokenizer's newline tokens: banned, the model never ends a thought itself.
+NO_NEWLINE = {"107": -100, "108": -100}
+OPEN_THOUGHT = (
+    'root ::= "<think>\\n" [a-z] [a-z ]{0,400} "\\n</think>\\n\\n" answer\n'
+    'answer ::= [A-Z] [a-z]{1,10} "."'
+)
+
+
+@pytest.mark.parametrize("field", ["thinking_budget", "max_reasoning_tokens"])
+def test_the_budget_closes_the_block_at_exactly_the_budget(qwen: openai.OpenAI, field: str) -> None:
+    reply = ask(
+        qwen,
+        OPEN_THOUGHT,
+        max_tokens=120,
+        logit_bias=NO_NEWLINE,
+        extra_body={field: 16},
+    )
+    message = reply.choices[0].message
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 16
+    assert message.reasoning_content.strip()  # type: ignore[attr-defined]
+    assert ANSWER.fullmatch(message.content or ""), message.content
+
+
+def test_a_json_answer_after_free_reasoning_validates(qwen: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"open": {"type": "boolean"}, "hour": {"type": "integer"}},
+        "required": ["open", "hour"],
+        "additionalProperties": False,
+    }
+    reply = qwen.chat.completions.create(
+        model=MODEL_ID,
+        messages=ASK,  # type: ignore[arg-type]
+        max_tokens=120,
+        temperature=0.8,
+        seed=5,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "gate", "schema": schema, "strict": True},
+        },
+        extra_body={"thinking_budget": 24},
+    )
+    message = reply.choices[0].message
+    assert reply.choices[0].finish_reason == "stop", message
+    # The reasoning was free text, not JSON; the answer after it is held to the schema.
+    reasoning = message.reasoning_content  # type: ignore[attr-defined]
+    assert reasoning and not reasoning.lstrip().startswith("{")
+    jsonschema.validate(json.loads(message.content or ""), schema)
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 24
+
+
+def test_a_required_tool_call_after_reasoning_is_read(qwen: openai.OpenAI) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "gate_hours",
+            "parameters": {
+                "type": "object",
+                "properties": {"gate": {"type": "string", "enum": ["north", "south"]}},
+                "required": ["gate"],
+            },
+        },
+    }
+    reply = qwen.chat.completions.create(
+        model=MODEL_ID,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+        tool_choice="required",
+        max_tokens=120,
+        seed=5,
+        extra_body={"thinking_budget": 12},
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls and choice.message.tool_calls[0].function.name == "gate_hours"
+    assert json.loads(choice.message.tool_calls[0].function.arguments)["gate"] in ("north", "south")
+    assert choice.message.reasoning_content  # type: ignore[attr-defined]

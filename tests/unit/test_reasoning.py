@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from privserve.api.app import create_app
 from privserve.config import Settings
-from privserve.engine.base import TemplateThinking
+from privserve.engine.base import TemplateThinking, ThinkingControl
+from privserve.engine.llama.sequence import ThinkingBlock
 from privserve.services.reasoning import (
     EMPTY_BLOCK,
     ReasoningSplitter,
@@ -212,3 +213,39 @@ def test_template_kwargs_never_replace_the_messages(api: TestClient, engine: Fak
         json={"model": "fake", "messages": HI, "chat_template_kwargs": {"nested": {"a": 1}}},
     )
     assert response.status_code == 400
+
+
+def block(budget: int | None = None, *, inside: bool = False) -> ThinkingBlock:
+    control = ThinkingControl("<think>", "</think>", (7, 8), inside, budget)
+    return ThinkingBlock(control)
+
+
+def test_the_engine_finds_the_block_end_even_when_the_tag_is_split() -> None:
+    thinking = block()
+    assert [thinking.feed(t) for t in ["<thi", "nk>", "hmm </", "think>", "Yes"]] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert thinking.tokens == 4  # counted up to the token that closed the block
+
+
+def test_an_answer_without_a_block_ends_the_watch_at_once() -> None:
+    thinking = block(budget=3)
+    assert thinking.feed("Plain answer")
+    assert not thinking.over_budget()
+
+
+@pytest.mark.parametrize(("budget", "due_after"), [(5, 3), (2, 0), (0, 0)])
+def test_the_closing_tag_is_due_so_the_block_ends_at_its_budget(
+    budget: int, due_after: int
+) -> None:
+    thinking = block(budget, inside=True)
+    fed = 0
+    while not thinking.over_budget():
+        thinking.feed("word ")
+        fed += 1
+    # The tag's two tokens then make the block exactly `budget` long (or as short as it can).
+    assert fed == due_after

@@ -131,11 +131,28 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class ThinkingControl:
+    """A thinking model's reasoning block, as the engine follows it: the answer starts
+    inside it (the prompt opened it) or may open it first. The engine ends the block itself
+    once it has `budget` tokens (None: no bound), writing `close_tokens` (the closing tag)
+    as its last ones; with `grammar_after_block` the constraint holds only the answer after
+    the block, and the reasoning stays free text."""
+
+    open_text: str
+    close_text: str
+    close_tokens: tuple[int, ...]
+    starts_inside: bool
+    budget: int | None = None
+    grammar_after_block: bool = False
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     prompt_tokens: Sequence[int]
     sampling: SamplingParams
     request_id: str = ""
     priority: Priority = "interactive"
+    thinking: ThinkingControl | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,13 @@ from typing import Any
 import anyio
 
 from privserve.config import ModelSettings, ReasoningFormat
-from privserve.engine.base import OutputConstraint, PromptMessage, TextEngine, TokenStream
+from privserve.engine.base import (
+    OutputConstraint,
+    PromptMessage,
+    TextEngine,
+    ThinkingControl,
+    TokenStream,
+)
 from privserve.errors import InvalidRequest, UnsupportedInput
 from privserve.metering.meter import Ticket
 from privserve.protocol.chat import (
@@ -43,6 +49,8 @@ from privserve.services.generation import (
 )
 from privserve.services.logprobs import chat_logprobs
 from privserve.services.reasoning import (
+    CLOSE_TAG,
+    OPEN_TAG,
     ChoiceReasoning,
     Split,
     ThinkingPlan,
@@ -299,6 +307,37 @@ class ChatService:
                 ),
             )
 
+    async def _thinking_control(
+        self,
+        engine: TextEngine,
+        request: ChatCompletionRequest,
+        thinking: ThinkingPlan,
+        text: str,
+        prompt: list[int],
+        constraint: OutputConstraint | None,
+    ) -> tuple[str, list[int], ThinkingControl | None]:
+        """What the engine must do about the reasoning block: end it at a budget, and hold
+        only the answer after it to a schema or a tool call. A client's own `grammar` holds
+        the whole output, the block included. For the others the prompt opens the block
+        (where the template did not), so the model's first token is not held to them."""
+        settings = self._model_settings.get(engine.model_id) or ModelSettings()
+        budget = request.reasoning_budget()
+        if budget is None:
+            budget = settings.thinking_budget
+        after_block = constraint is not None and constraint.gbnf is None
+        if not thinking.enabled or (budget is None and not after_block):
+            return text, prompt, None
+        if after_block and not starts_inside(text):
+            text += OPEN_TAG + "\n"
+            prompt = await anyio.to_thread.run_sync(
+                functools.partial(engine.tokenize, text, is_chat=True)
+            )
+        close = engine.tokenize("\n" + CLOSE_TAG, is_chat=True, add_special=False)
+        control = ThinkingControl(
+            OPEN_TAG, CLOSE_TAG, tuple(close), starts_inside(text), budget, after_block
+        )
+        return text, prompt, control
+
     def _delta(self, split: Split, held: ToolCallBuffer | None) -> dict[str, Any]:
         """A streamed piece's delta: its reasoning, and its content unless a tool call may
         be starting (then the content is held)."""
@@ -360,6 +399,9 @@ class ChatService:
             other_name="response_format or a required tool call",
         )
         await check_constraint(engine, constraint)
+        text, prompt, control = await self._thinking_control(
+            engine, request, thinking, text, prompt, constraint
+        )
         # Last, once the request is known to be good: limits and quota are only spent on
         # work that will run.
         await ticket.admit(len(prompt), len(prompt) + max_tokens * (request.n or 1))
@@ -371,6 +413,7 @@ class ChatService:
             top_logprobs=top_logprobs,
             constraint=constraint,
             priority=ticket.priority,
+            thinking=control,
         )
         return SubmittedChat(
             engine.model_id,

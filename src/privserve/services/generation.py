@@ -19,6 +19,7 @@ from privserve.engine.base import (
     Priority,
     SamplingParams,
     TextEngine,
+    ThinkingControl,
     TokenEvent,
     TokenLogprob,
     TokenStream,
@@ -74,6 +75,7 @@ def choice_requests(
     top_logprobs: int | None = None,
     constraint: OutputConstraint | None = None,
     priority: Priority = "interactive",
+    thinking: ThinkingControl | None = None,
 ) -> list[GenerationRequest]:
     """One engine request per choice; with a seed, choice i uses seed + i so choices differ.
 
@@ -98,7 +100,9 @@ def choice_requests(
             top_logprobs=top_logprobs or 0,
             constraint=constraint,
         )
-        requests.append(GenerationRequest(prompt, sampling, f"{request_id}/{i}", priority))
+        requests.append(
+            GenerationRequest(prompt, sampling, f"{request_id}/{i}", priority, thinking)
+        )
     return requests
 
 

@@ -37,10 +37,19 @@ _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 
 
 class TokenSampler:
-    def __init__(self, model: LlamaModel, params: SamplingParams, grammar: Any = None) -> None:
-        """`grammar` is a llama.cpp grammar sampler, owned from here on."""
+    def __init__(
+        self,
+        model: LlamaModel,
+        params: SamplingParams,
+        grammar: Any = None,
+        *,
+        grammar_later: bool = False,
+    ) -> None:
+        """`grammar` is a llama.cpp grammar sampler, owned from here on; with
+        `grammar_later` it holds the output only once `start_grammar` is called."""
         self._lib: Any = model.lib
         self._grammar = grammar
+        self._grammar_on = not grammar_later
         self._chain: Any = None
         try:
             if not params.is_greedy:
@@ -54,7 +63,26 @@ class TokenSampler:
 
     @property
     def is_constrained(self) -> bool:
-        return self._grammar is not None
+        return self._grammar is not None and self._grammar_on
+
+    def start_grammar(self) -> None:
+        """From the next token on, the grammar holds the output (from its start)."""
+        self._grammar_on = True
+
+    def force(self, token: int) -> bool:
+        """Takes a token the engine chose itself, as if sampled; False (nothing taken) when
+        the grammar does not allow it here (llama.cpp aborts on a grammar fed a token it
+        refuses)."""
+        if self.is_constrained:
+            single = np.array([(token, 0.0, 0.0)], dtype=_TOKEN_DATA)
+            check = self._lib.llama_token_data_array(_pointer(single), 1, -1, False)
+            self._lib.llama_sampler_apply(self._grammar, ctypes.byref(check))
+            if not np.isfinite(single[0]["logit"]):
+                return False
+            self._lib.llama_sampler_accept(self._grammar, token)
+        if self._chain is not None:
+            self._lib.llama_sampler_accept(self._chain, token)
+        return True
 
     def _build_chain(self, model: LlamaModel, params: SamplingParams) -> Any:
         lib = self._lib

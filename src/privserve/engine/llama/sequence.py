@@ -8,7 +8,7 @@ from concurrent.futures import Future
 import numpy as np
 import numpy.typing as npt
 
-from privserve.engine.base import FinishReason, TokenEvent, TokenLogprob
+from privserve.engine.base import FinishReason, ThinkingControl, TokenEvent, TokenLogprob
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sampling import TokenSampler, token_logprob
 from privserve.engine.llama.slots import Slot
@@ -39,7 +39,16 @@ class RunningSequence:
         self.next_token: int | None = None  # sampled, not yet in the KV cache
         self._model = model
         self._sampling = request.sampling
-        self._sampler = TokenSampler(model, request.sampling, grammar)
+        self._thinking = None if request.thinking is None else ThinkingBlock(request.thinking)
+        self._sampler = TokenSampler(
+            model,
+            request.sampling,
+            grammar,
+            grammar_later=request.thinking is not None and request.thinking.grammar_after_block,
+        )
+        self._forced: list[int] = []  # tokens the engine writes itself (the block's close)
+        if self._thinking is not None and self._thinking.over_budget():
+            self._forced = list(self._thinking.control.close_tokens)  # a budget of (nearly) 0
         # The grammar's slow pass, running off the engine thread, and the logits it reads.
         self.held: Future[int] | None = None
         self.held_logits: npt.NDArray[np.float32] | None = None
@@ -59,6 +68,10 @@ class RunningSequence:
     ) -> int | None:
         """The next token from batch row `row`; None when only the grammar's slow pass over
         the whole vocabulary can choose it (see `choose_held`)."""
+        if self._forced:
+            if self._sampler.force(self._forced[0]):
+                return self._forced.pop(0)
+            self._forced.clear()  # the grammar does not allow the tag here: it decides
         if self._sampler.is_constrained:
             return self._sampler.choose_quickly(logits)
         return self._sampler.sample(context_handle, row, logits)
@@ -75,7 +88,10 @@ class RunningSequence:
             )
         if self._model.is_end_of_generation(token):
             return self._finish(self._drain(), "stop")
-        text = self._stops.feed(self._decoder.decode(self._model.piece(token)))
+        decoded = self._decoder.decode(self._model.piece(token))
+        if self._thinking is not None:
+            self._follow_thinking(decoded)
+        text = self._stops.feed(decoded)
         if self._stops.stopped:
             return self._finish(text, "stop")
         if self.produced >= self._budget:
@@ -84,6 +100,15 @@ class RunningSequence:
         if not text and not self._logprobs:
             return None
         return self._event(text)
+
+    def _follow_thinking(self, decoded: str) -> None:
+        """Ends the reasoning block at its budget; holds the answer after it to the grammar."""
+        block = self._thinking
+        assert block is not None
+        if block.feed(decoded):
+            self._sampler.start_grammar()
+        elif block.over_budget() and not self._forced:
+            self._forced = list(block.control.close_tokens)
 
     def _event(self, text: str, finish: FinishReason | None = None) -> TokenEvent:
         logprobs, self._logprobs = tuple(self._logprobs), []
@@ -106,3 +131,46 @@ class RunningSequence:
 
     def close(self) -> None:
         self._sampler.close()
+
+
+class ThinkingBlock:
+    """Where an answer stands with its reasoning block: before it (it may open one), inside
+    it, or past it; and how many tokens it has made up to the block's end."""
+
+    def __init__(self, control: ThinkingControl) -> None:
+        self.control = control
+        self.tokens = 0
+        self._state = "inside" if control.starts_inside else "before"
+        self._seen = ""  # before: all the text; inside: its end, to find a split tag
+
+    def feed(self, text: str) -> bool:
+        """Takes one token's text; whether the block ended with it (or there is none)."""
+        if self._state == "after":
+            return False
+        self.tokens += 1
+        seen = self._seen + text
+        if self._state == "before":
+            start = seen.lstrip()
+            opening = self.control.open_text
+            if start.startswith(opening):
+                self._state, seen = "inside", start[len(opening) :]
+            elif not start or opening.startswith(start):
+                self._seen = seen
+                return False
+            else:
+                self._state = "after"  # no block: the answer began
+                return True
+        close = self.control.close_text
+        if close in seen:
+            self._state = "after"
+            return True
+        self._seen = seen[-(len(close) - 1) :]
+        return False
+
+    def over_budget(self) -> bool:
+        """Whether the closing tag must be written now for the block to end at its budget
+        (the tag's own tokens counted in it)."""
+        budget = self.control.budget
+        if budget is None or self._state != "inside":
+            return False
+        return self.tokens + len(self.control.close_tokens) >= budget
