@@ -55,6 +55,8 @@ FAMILIES = [
     Family("llama", llama_family.llama, llama_family.sentencepiece_tokens),
     Family("mistral", llama_family.mistral, llama_family.sentencepiece_tokens),
     Family("qwen2", llama_family.qwen2, llama_family.tokenizer_json_tokens),
+    Family("qwen3", llama_family.qwen3, llama_family.tokenizer_json_tokens),
+    Family("qwen3-moe", llama_family.qwen3_moe, llama_family.tokenizer_json_tokens),
     Family("gemma", llama_family.gemma, llama_family.sentencepiece_tokens),
     Family(
         "chatglm2",

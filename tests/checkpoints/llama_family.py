@@ -230,6 +230,81 @@ def qwen2(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
+QWEN3_TEMPLATE = (Path(__file__).parents[1] / "data" / "qwen3-style.jinja").read_text()
+
+
+def _qwen3_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
+    """Qwen2's byte-level BPE with Qwen3's thinking tags, added as plain (not special)
+    tokens as Qwen3's own tokenizer has them, so the model's output shows them as text."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(
+            QWEN2_PATTERN, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        ),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=QWEN3_TEMPLATE,
+        model_max_length=512,
+    )
+    tokenizer.add_tokens(["<think>", "</think>"])
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def qwen3(directory: Path, seed: int = 0) -> Path:
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = _qwen3_tokenizer(directory)
+    torch.manual_seed(seed)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        torch_dtype="bfloat16",
+    )
+    Qwen3ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    return directory
+
+
+def qwen3_moe(directory: Path, seed: int = 0) -> Path:
+    """Qwen3's mixture of experts: four experts, two for each token."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    tokenizer = _qwen3_tokenizer(directory)
+    torch.manual_seed(seed)
+    config = Qwen3MoeConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        moe_intermediate_size=128,
+        num_experts=4,
+        num_experts_per_tok=2,
+        decoder_sparse_step=1,
+        norm_topk_prob=True,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        torch_dtype="bfloat16",
+    )
+    Qwen3MoeForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    return directory
+
+
 def tokenizer_json_tokens(checkpoint: Path, text: str, chat: bool = False) -> list[int]:
     """A BPE model's original tokenizer is its tokenizer.json; Qwen2 adds no BOS."""
     tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))

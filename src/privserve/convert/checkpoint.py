@@ -14,6 +14,8 @@ SUPPORTED_ARCHITECTURES = {
     "LlamaForCausalLM": "Llama",
     "MistralForCausalLM": "Mistral",
     "Qwen2ForCausalLM": "Qwen2",
+    "Qwen3ForCausalLM": "Qwen3",
+    "Qwen3MoeForCausalLM": "Qwen3-MoE",
     "GemmaForCausalLM": "Gemma",
     "Gemma2ForCausalLM": "Gemma 2",
     "Gemma3ForCausalLM": "Gemma 3",
