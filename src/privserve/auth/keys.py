@@ -149,6 +149,7 @@ class KeyStore:
             networks=as_json(networks),
             **limit_columns(limits or KeyLimits()),
         )
+        self._forget_remembered()
         return IssuedKey(row, plaintext)
 
     async def verify(self, presented: str) -> KeyAccess | None:
@@ -207,7 +208,9 @@ class KeyStore:
             quota: Quota | None = fields.pop("quota")
             fields["quota_tokens"] = None if quota is None else quota.tokens
             fields["quota_period"] = None if quota is None else quota.period
-        return await self._repo.update(key_id, fields)
+        row = await self._repo.update(key_id, fields)
+        self._forget_remembered()
+        return row
 
     async def count_active(self) -> int:
         return await self._repo.count_active()
@@ -235,7 +238,14 @@ class KeyStore:
 
     async def revoke_id(self, key_id: int) -> ApiKeyRow | None:
         """Revokes the active key `key_id`; None when there is none."""
-        return await self._repo.revoke(key_id)
+        row = await self._repo.revoke(key_id)
+        self._forget_remembered()
+        return row
+
+    def _forget_remembered(self) -> None:
+        # A change made here holds for this process's next request at once; PostgreSQL's
+        # notice of it may come a few milliseconds later.
+        self._by_prefix.clear()
 
 
 @asynccontextmanager
