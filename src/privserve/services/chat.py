@@ -307,15 +307,14 @@ class ChatService:
                 ),
             )
 
-    async def _thinking_control(
+    def _thinking_control(
         self,
         engine: TextEngine,
         request: ChatCompletionRequest,
         thinking: ThinkingPlan,
         text: str,
-        prompt: list[int],
         constraint: OutputConstraint | None,
-    ) -> tuple[str, list[int], ThinkingControl | None]:
+    ) -> tuple[str, ThinkingControl | None]:
         """What the engine must do about the reasoning block: end it at a budget, and hold
         only the answer after it to a schema or a tool call. A client's own `grammar` holds
         the whole output, the block included. For the others the prompt opens the block
@@ -326,17 +325,14 @@ class ChatService:
             budget = settings.thinking_budget
         after_block = constraint is not None and constraint.gbnf is None
         if not thinking.enabled or (budget is None and not after_block):
-            return text, prompt, None
+            return text, None
         if after_block and not starts_inside(text):
             text += OPEN_TAG + "\n"
-            prompt = await anyio.to_thread.run_sync(
-                functools.partial(engine.tokenize, text, is_chat=True)
-            )
         close = engine.tokenize("\n" + CLOSE_TAG, is_chat=True, add_special=False)
         control = ThinkingControl(
             OPEN_TAG, CLOSE_TAG, tuple(close), starts_inside(text), budget, after_block
         )
-        return text, prompt, control
+        return text, control
 
     def _delta(self, split: Split, held: ToolCallBuffer | None) -> dict[str, Any]:
         """A streamed piece's delta: its reasoning, and its content unless a tool call may
@@ -380,6 +376,14 @@ class ChatService:
             rendered.thinking,
         )
         check_logit_bias(engine, request)
+        # A required call's constraint wins over response_format: the answer is the call.
+        constraint = with_grammar(
+            request,
+            (tools.constraint() if tools else None) or output_constraint(request.response_format),
+            other_name="response_format or a required tool call",
+        )
+        await check_constraint(engine, constraint)
+        text, control = self._thinking_control(engine, request, thinking, text, constraint)
         # Long prompts take milliseconds to tokenize: keep that off the event loop.
         prompt = await anyio.to_thread.run_sync(
             functools.partial(engine.tokenize, text, is_chat=True)
@@ -392,16 +396,6 @@ class ChatService:
             fit=self._fit_max_tokens,
         )
         top_logprobs = (request.top_logprobs or 0) if request.logprobs else None
-        # A required call's constraint wins over response_format: the answer is the call.
-        constraint = with_grammar(
-            request,
-            (tools.constraint() if tools else None) or output_constraint(request.response_format),
-            other_name="response_format or a required tool call",
-        )
-        await check_constraint(engine, constraint)
-        text, prompt, control = await self._thinking_control(
-            engine, request, thinking, text, prompt, constraint
-        )
         # Last, once the request is known to be good: limits and quota are only spent on
         # work that will run.
         await ticket.admit(len(prompt), len(prompt) + max_tokens * (request.n or 1))
