@@ -251,26 +251,31 @@ def _qwen3_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def _qwen3_shape(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
+    """What the tiny Qwen3 and Qwen3-MoE checkpoints share: sizes, norms, ids, dtype."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "max_position_embeddings": 512,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": False,
+        "bos_token_id": None,
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        "torch_dtype": "bfloat16",
+    }
+
+
 def qwen3(directory: Path, seed: int = 0) -> Path:
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     tokenizer = _qwen3_tokenizer(directory)
     torch.manual_seed(seed)
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=64,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        torch_dtype="bfloat16",
-    )
+    config = Qwen3Config(**_qwen3_shape(tokenizer))
     Qwen3ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
     return directory
 
@@ -282,24 +287,12 @@ def qwen3_moe(directory: Path, seed: int = 0) -> Path:
     tokenizer = _qwen3_tokenizer(directory)
     torch.manual_seed(seed)
     config = Qwen3MoeConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
+        **_qwen3_shape(tokenizer),
         moe_intermediate_size=128,
         num_experts=4,
         num_experts_per_tok=2,
         decoder_sparse_step=1,
         norm_topk_prob=True,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=64,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        torch_dtype="bfloat16",
     )
     Qwen3MoeForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
     return directory
