@@ -30,8 +30,9 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +54,8 @@ class InstantEncoder:
     max_input_tokens = 256
     shortenable = False
     vocab_size = 30522
+    prompts: Mapping[str, str] = MappingProxyType({})
+    default_prompt_name = None
 
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(text.split()) + 2 for text in texts]

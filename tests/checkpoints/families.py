@@ -49,6 +49,8 @@ class Family:
     reference_logits: Callable[[Path, list[int]], npt.NDArray[np.float32]] = (
         compare.torch_last_logits
     )
+    # A thinking model whose template opens <think> in the generation prompt.
+    opens_thinking: bool = False
 
 
 FAMILIES = [
@@ -73,4 +75,11 @@ FAMILIES = [
         reference_logits=chatglm.torch_last_logits,
     ),
     Family("glm4", glm4.glm4, llama_family.tokenizer_json_tokens),
+    Family("glm-z1", glm4.glm_z1, llama_family.tokenizer_json_tokens, opens_thinking=True),
+    Family(
+        "r1-distill-qwen",
+        llama_family.r1_distill_qwen,
+        llama_family.bos_tokenizer_json_tokens,
+        opens_thinking=True,
+    ),
 ]

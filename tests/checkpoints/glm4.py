@@ -1,14 +1,15 @@
-"""A tiny random GLM-4 checkpoint (GlmForCausalLM, as THUDM's -hf repositories ship it):
-a byte-level BPE tokenizer with GLM-4's split pattern and tokens, and its chat template."""
+"""Tiny random GLM-4 checkpoints: GLM-4 (GlmForCausalLM, as THUDM's -hf repositories ship it)
+and GLM-4-0414 / GLM-Z1 (Glm4ForCausalLM), each with a byte-level BPE tokenizer with GLM-4's
+split pattern and tokens, and a chat template of the family's kind."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from transformers import GlmConfig, GlmForCausalLM
+from transformers import GlmConfig, GlmForCausalLM, PreTrainedTokenizerFast
 
-from tests.checkpoints.llama_family import saved_byte_level_tokenizer
+from tests.checkpoints.llama_family import byte_level_bpe, saved_byte_level_tokenizer
 
 # GLM-4 splits text with the same pattern as Llama 3.
 PATTERN = (
@@ -60,4 +61,44 @@ def glm4(directory: Path, seed: int = 0) -> Path:
         torch_dtype="bfloat16",
     )
     GlmForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    return directory
+
+
+Z1_TEMPLATE = (Path(__file__).parents[1] / "data" / "glm-z1-style.jinja").read_text()
+
+
+def glm_z1(directory: Path, seed: int = 0) -> Path:
+    """GLM-4-0414's layout (Glm4ForCausalLM: extra norms after attention and the MLP, rotary
+    on half of each head) with GLM-Z1's thinking tags as plain tokens and a Z1-style
+    template that opens the block in the generation prompt."""
+    from transformers import Glm4Config, Glm4ForCausalLM
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(PATTERN, SPECIALS),
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        chat_template=Z1_TEMPLATE,
+        model_max_length=512,
+    )
+    tokenizer.add_tokens(["<think>", "</think>"])
+    tokenizer.save_pretrained(directory)
+    torch.manual_seed(seed)
+    ids = tokenizer.convert_tokens_to_ids
+    config = Glm4Config(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        partial_rotary_factor=0.5,
+        attention_bias=True,
+        max_position_embeddings=512,
+        eos_token_id=[ids("<|endoftext|>"), ids("<|user|>"), ids("<|observation|>")],
+        pad_token_id=ids("<|endoftext|>"),
+        torch_dtype="bfloat16",
+    )
+    Glm4ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
     return directory

@@ -15,7 +15,15 @@ from typing import Any
 
 import sentencepiece as spm
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from tests.checkpoints.tokenizers import CORPUS
@@ -296,6 +304,65 @@ def qwen3_moe(directory: Path, seed: int = 0) -> Path:
     )
     Qwen3MoeForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
     return directory
+
+
+R1_TEMPLATE = (Path(__file__).parents[1] / "data" / "r1-style.jinja").read_text()
+R1_BOS, R1_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+
+
+def r1_distill_qwen(directory: Path, seed: int = 0) -> Path:
+    """A DeepSeek-R1 distill of Qwen2: Qwen2's layout and split pattern, R1's own special
+    tokens with a BOS before every text, the thinking tags as plain tokens, and an R1-style
+    template that opens the block in the generation prompt."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    directory.mkdir(parents=True, exist_ok=True)
+    # R1's tokens, and Qwen's own, which the distills keep.
+    specials = [R1_BOS, R1_EOS, "<｜User｜>", "<｜Assistant｜>"]
+    specials += ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    backend = byte_level_bpe(QWEN2_PATTERN, specials)
+    bos = backend.token_to_id(R1_BOS)
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{R1_BOS} $A", pair=f"{R1_BOS} $A {R1_BOS} $B", special_tokens=[(R1_BOS, bos)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=R1_BOS,
+        eos_token=R1_EOS,
+        pad_token=R1_EOS,
+        chat_template=R1_TEMPLATE,
+        model_max_length=512,
+    )
+    tokenizer.add_tokens(["<think>", "</think>"])
+    tokenizer.save_pretrained(directory)
+    config_file = directory / "tokenizer_config.json"
+    config_file.write_text(
+        json.dumps(json.loads(config_file.read_text()) | {"add_bos_token": True}, indent=2)
+    )
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=bos,
+        eos_token_id=tokenizer.convert_tokens_to_ids(R1_EOS),
+        torch_dtype="bfloat16",
+    )
+    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    return directory
+
+
+def bos_tokenizer_json_tokens(checkpoint: Path, text: str, chat: bool = False) -> list[int]:
+    """tokenizer.json adding its BOS to a plain text; a rendered chat prompt has its BOS
+    written by the template."""
+    tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    return list(tokenizer.encode(text, add_special_tokens=not chat).ids)
 
 
 def tokenizer_json_tokens(checkpoint: Path, text: str, chat: bool = False) -> list[int]:

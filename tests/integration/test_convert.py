@@ -143,6 +143,12 @@ def test_the_4_bit_file_is_listed_and_served_with_its_chat_template(
     assert reply.usage is not None
     assert reply.usage.prompt_tokens == len(expected)
     assert reply.usage.completion_tokens >= 1
+    if converted.family.opens_thinking:
+        # The output starts inside the block the prompt opened: it is reasoning.
+        message = reply.choices[0].message
+        assert getattr(message, "reasoning_content", None), message
+        assert reply.usage.completion_tokens_details is not None
+        assert reply.usage.completion_tokens_details.reasoning_tokens >= 1
 
 
 def test_one_server_serves_several_registered_models_each_with_its_engine(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from privserve.convert import pretokenizers
 from privserve.convert.checkpoint import read_checkpoint
 from privserve.convert.estimate import GB, choose_bits, estimate, shape_of
 from privserve.convert.toolkit import ensure_toolkit, runtime_version
@@ -185,3 +186,17 @@ def test_the_serving_device_is_the_gpu_only_when_llama_cpp_can_offload(
     monkeypatch.setattr(device, "_llama_offloads", lambda: False)  # a CPU build of llama.cpp
     ram = device.serving_device()
     assert ram.name == "RAM" and ram.free_bytes > 0
+
+
+def test_a_pre_tokenizer_is_named_by_its_split_pattern_and_the_architecture(
+    tmp_path: Path,
+) -> None:
+    pattern = pretokenizers.KNOWN_PATTERNS["llama-bpe"]
+    split = {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated"}
+    (tmp_path / "tokenizer.json").write_text(
+        json.dumps({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [split]}})
+    )
+    assert pretokenizers.identify(tmp_path) == "llama-bpe"
+    assert pretokenizers.identify(tmp_path, "LlamaForCausalLM") == "llama-bpe"
+    # GLM-4-0414 splits as Llama 3 does, under llama.cpp's own name, which adds no BOS.
+    assert pretokenizers.identify(tmp_path, "Glm4ForCausalLM") == "glm4"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,8 @@ class FakeEmbedder:
     shortenable = False
     max_input_tokens = 8
     vocab_size = 10
+    prompts: Mapping[str, str] = MappingProxyType({})
+    default_prompt_name = None
 
     def __init__(self, table: dict[str, list[float]]) -> None:
         self._table = table

@@ -99,7 +99,11 @@ def describe_settings(settings: Settings) -> ServedModels:
             model = SentenceEmbedder(*resolved, shortenable=settings.embedding.shortenable)
             embedding.append(
                 EmbeddingModelInfo(
-                    model.model_id, model.dimensions, model.max_input_tokens, model.shortenable
+                    model.model_id,
+                    model.dimensions,
+                    model.max_input_tokens,
+                    model.shortenable,
+                    query_prompt=bool(model.prompts.get("query")),
                 )
             )
     except ModelLoadError:

@@ -22,6 +22,7 @@ SUPPORTED_ARCHITECTURES = {
     "ChatGLMModel": "ChatGLM2/ChatGLM3",
     "ChatGLMForConditionalGeneration": "ChatGLM2/ChatGLM3",
     "GlmForCausalLM": "GLM-4",
+    "Glm4ForCausalLM": "GLM-4-0414/GLM-Z1",
 }
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")
 

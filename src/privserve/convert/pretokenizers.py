@@ -24,6 +24,11 @@ KNOWN_PATTERNS = {
     ),
 }
 
+# Architectures whose llama.cpp pre-tokenizer has a pattern above under a name of its own:
+# GLM-4-0414 splits as Llama 3 does, and llama.cpp's "glm4" adds no BOS, as GLM writes
+# [gMASK]<sop> in its template instead.
+ARCHITECTURE_NAMES = {"Glm4ForCausalLM": {"llama-bpe": "glm4"}}
+
 
 def split_patterns(pre_tokenizer: dict[str, Any] | None) -> list[str]:
     if not pre_tokenizer:
@@ -36,8 +41,9 @@ def split_patterns(pre_tokenizer: dict[str, Any] | None) -> list[str]:
     return []
 
 
-def identify(model_dir: Path) -> str | None:
-    """The llama.cpp pre-tokenizer for the tokenizer.json in `model_dir`, or None."""
+def identify(model_dir: Path, architecture: str = "") -> str | None:
+    """The llama.cpp pre-tokenizer for the tokenizer.json in `model_dir` of a model of
+    `architecture` (config.json's), or None."""
     path = model_dir / "tokenizer.json"
     if not path.is_file():
         return None
@@ -47,5 +53,5 @@ def identify(model_dir: Path) -> str | None:
         return "gpt-2" if pre_tokenizer.get("use_regex", True) else None
     for name, known in KNOWN_PATTERNS.items():
         if patterns == [known]:
-            return name
+            return ARCHITECTURE_NAMES.get(architecture, {}).get(name, name)
     return None

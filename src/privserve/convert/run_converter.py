@@ -28,7 +28,8 @@ def install_additions() -> None:
         try:
             return str(recognise(self, tokenizer))
         except NotImplementedError:
-            named = pretokenizers.identify(Path(self.dir_model))
+            architecture = (self.hparams.get("architectures") or [""])[0]
+            named = pretokenizers.identify(Path(self.dir_model), architecture)
             if named is None:
                 raise
             logger.warning("pre-tokenizer recognised by its split pattern: %s", named)

@@ -301,6 +301,17 @@ class EmbeddingEngine(Protocol):
     @property
     def vocab_size(self) -> int: ...
 
+    @property
+    def prompts(self) -> Mapping[str, str]:
+        """Instructions the model was trained to read before texts of a kind, by name
+        (sentence-transformers' `prompts`: Qwen3-Embedding's "query")."""
+        ...
+
+    @property
+    def default_prompt_name(self) -> str | None:
+        """The prompt put before every text that asks for none."""
+        ...
+
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens the model sees for each text, before truncation."""
         ...

@@ -9,6 +9,10 @@ from pydantic import BaseModel, Field, field_validator
 from privserve.protocol.common import RequestModel
 
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
+# Which side of a search the inputs are on, in the names embedding APIs use (Voyage, Cohere,
+# NVIDIA): a model trained with a query instruction reads it before queries only.
+InputType = Literal["query", "search_query", "document", "passage", "search_document"]
+QUERY_INPUT_TYPES = frozenset({"query", "search_query"})
 
 
 class EmbeddingRequest(RequestModel):
@@ -18,6 +22,9 @@ class EmbeddingRequest(RequestModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
+    input_type: InputType | None = None
+    # One of the model's own prompts by name, as sentence-transformers and TEI name them.
+    prompt_name: str | None = Field(None, min_length=1, max_length=64)
 
     @field_validator("input")
     @classmethod

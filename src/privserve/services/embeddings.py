@@ -13,6 +13,7 @@ from privserve.engine.base import EmbeddingEngine
 from privserve.errors import ContextLengthExceeded, InvalidRequest
 from privserve.metering.meter import Ticket
 from privserve.protocol.embeddings import (
+    QUERY_INPUT_TYPES,
     Embedding,
     EmbeddingRequest,
     EmbeddingResponse,
@@ -25,6 +26,39 @@ from privserve.services.generation import check_token_ids
 def as_base64(vector: npt.NDArray[np.float32]) -> str:
     """Little-endian float32 bytes, base64: what the `openai` client decodes."""
     return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+
+
+def instruction(engine: EmbeddingEngine, request: EmbeddingRequest) -> str:
+    """The text the model reads before each input: the prompt asked for by name, the one
+    for the input's side of a search, or the model's default; empty for most models."""
+    prompts = engine.prompts
+    if request.prompt_name is not None:
+        if request.input_type is not None:
+            raise InvalidRequest(
+                "give either input_type or prompt_name, not both", param="prompt_name"
+            )
+        if request.prompt_name not in prompts:
+            known = ", ".join(sorted(prompts)) or "none"
+            raise InvalidRequest(
+                f"{engine.model_id} has no prompt named {request.prompt_name!r} "
+                f"(its prompts: {known})",
+                param="prompt_name",
+            )
+        return prompts[request.prompt_name]
+    if request.input_type in QUERY_INPUT_TYPES:
+        return prompts.get("query", "")
+    if request.input_type is not None:
+        return prompts.get("document", prompts.get("passage", ""))
+    default = engine.default_prompt_name
+    return prompts.get(default, "") if default is not None else ""
+
+
+def with_instruction(prefix: str, texts: list[str]) -> list[str]:
+    """`prefix` before each text that does not already start with it: clients that follow
+    a model card write the instruction themselves."""
+    if not prefix:
+        return texts
+    return [t if t.startswith(prefix) else prefix + t for t in texts]
 
 
 def shortened(vectors: npt.NDArray[np.float32], dimensions: int) -> npt.NDArray[np.float32]:
@@ -44,7 +78,7 @@ class EmbeddingService:
 
     async def create(self, request: EmbeddingRequest, ticket: Ticket) -> EmbeddingResponse:
         engine = self._catalog.embedding_engine(request.model)
-        texts = self._texts(engine, request)
+        texts = with_instruction(instruction(engine, request), self._texts(engine, request))
         dimensions = self._dimensions(engine, request.dimensions)
         counts = await engine.count_tokens(texts)
         limit = engine.max_input_tokens

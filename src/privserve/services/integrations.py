@@ -36,6 +36,8 @@ class EmbeddingModelInfo:
     dimensions: int
     max_input_tokens: int
     shortenable: bool
+    # Trained with a query instruction (Qwen3-Embedding): FastGPT then marks its queries.
+    query_prompt: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,11 @@ def describe_catalog(catalog: ModelCatalog) -> ServedModels:
         engine = catalog.embedding_engine(model_id)
         embedding.append(
             EmbeddingModelInfo(
-                model_id, engine.dimensions, engine.max_input_tokens, engine.shortenable
+                model_id,
+                engine.dimensions,
+                engine.max_input_tokens,
+                engine.shortenable,
+                query_prompt=bool(engine.prompts.get("query")),
             )
         )
     rerank = [RerankModelInfo(m, catalog.rerank_engine(m).method) for m in catalog.reranker_ids()]
@@ -170,6 +176,10 @@ def _vector_entry(info: EmbeddingModelInfo, name: str) -> dict[str, Any]:
     }
     if info.shortenable:
         entry["defaultConfig"] = {"dimensions": min(info.dimensions, FASTGPT_MAX_DIMENSIONS)}
+    if info.query_prompt:
+        # FastGPT merges these into its embedding requests for chunks and for questions.
+        entry["dbConfig"] = {"input_type": "document"}
+        entry["queryConfig"] = {"input_type": "query"}
     return entry
 
 

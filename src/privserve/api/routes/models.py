@@ -25,6 +25,10 @@ NO_CHAT_FORMAT_NOTE = (
     "Has no chat format (no template in the file, none known for its architecture): serves "
     "/v1/completions only. Start it with --chat-template to chat with it."
 )
+QUERY_PROMPT_NOTE = (
+    ' Trained with an instruction before queries: send input_type "query" with questions '
+    'and "document" with passages, and privserve adds it.'
+)
 CROSS_ENCODER_NOTE = (
     "Cross-encoder rerank model; /v1/rerank reads the query and each document together."
 )
@@ -50,6 +54,8 @@ def _what(catalog: ModelCatalog, model_id: str) -> tuple[list[str], str | None]:
         return ["rerank"], COSINE_RERANK_NOTE
     if model_id in catalog.rerank_model_ids():
         return ["rerank"], CROSS_ENCODER_NOTE
+    if catalog.embedding_engine(model_id).prompts.get("query"):
+        return ["embeddings", "rerank"], COSINE_NOTE + QUERY_PROMPT_NOTE
     return ["embeddings", "rerank"], COSINE_NOTE
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Generic
@@ -120,6 +120,14 @@ class BatchedEmbedder(_BatchedOnTorchThread[str]):
     def vocab_size(self) -> int:
         return self._embedder.tokens.vocab_size
 
+    @property
+    def prompts(self) -> Mapping[str, str]:
+        return self._embedder.prompts
+
+    @property
+    def default_prompt_name(self) -> str | None:
+        return self._embedder.default_prompt_name
+
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return await count_tokens(self._embedder.tokens, texts)
 
@@ -205,15 +213,19 @@ class CosineReranker:
     def max_input_tokens(self) -> int:
         return self._embedder.max_input_tokens
 
+    def _instructed(self, query: str) -> str:
+        """The query as the model reads queries: after its query prompt, if it has one."""
+        return self._embedder.prompts.get("query", "") + query
+
     async def count_tokens(self, query: str, documents: Sequence[str]) -> tuple[int, int]:
-        counts = await self._embedder.count_tokens([query, *documents])
+        counts = await self._embedder.count_tokens([self._instructed(query), *documents])
         # Long documents are read up to the model's limit, as a cross-encoder would.
         return counts[0], sum(min(n, self.max_input_tokens) for n in counts)
 
     async def score(
         self, query: str, documents: Sequence[str], priority: Priority = "interactive"
     ) -> list[float]:
-        vectors = await self._embedder.embed([query, *documents], priority)
+        vectors = await self._embedder.embed([self._instructed(query), *documents], priority)
         return [float(s) for s in np.asarray(vectors[1:]) @ np.asarray(vectors[0])]
 
     def stats(self) -> dict[str, float]:

@@ -74,13 +74,17 @@ class SentenceEmbedder:
         self.max_input_tokens = int(max_tokens)
         self.shortenable = trained_to_shorten(path) if shortenable is None else shortenable
         self.tokens = TokenCounter(model.tokenizer)
+        self.prompts: dict[str, str] = {str(k): str(v) for k, v in (model.prompts or {}).items()}
+        default = model.default_prompt_name
+        self.default_prompt_name = str(default) if default in self.prompts else None
         logger.info(
-            "loaded embedding model %s from %s: %d dimensions, %d tokens%s",
+            "loaded embedding model %s from %s: %d dimensions, %d tokens%s%s",
             model_id,
             path,
             self.dimensions,
             self.max_input_tokens,
             ", can shorten" if self.shortenable else "",
+            f", prompts: {', '.join(self.prompts)}" if self.prompts else "",
         )
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
