@@ -15,6 +15,7 @@ import jsonschema
 import openai
 import pytest
 
+from tests.integration.cli import run_privserve
 from tests.integration.conftest import MODEL_ID
 from tests.integration.server import RunningServer, start_server
 from tests.integration.test_fastgpt import fastgpt_chat_body, sse_data
@@ -175,6 +176,32 @@ def test_fastgpts_stream_reader_shows_reasoning_and_answer_apart(
     answer = "".join(d.get("content") or "" for d in deltas)
     assert THOUGHT.fullmatch(reasoning)
     assert ANSWER.fullmatch(answer)
+
+
+def test_fastgpt_config_marks_a_thinking_model_as_reasoning(
+    qwen3_style: RunningServer, server: RunningServer, api_key: str
+) -> None:
+    def llm_entry(running: RunningServer) -> dict[str, Any]:
+        served = httpx.get(
+            running.base_url + "/privserve/integrations",
+            headers={"Authorization": f"Bearer {api_key}"},
+        ).json()
+        [entry] = served["fastgpt"]["config_json"]["llmModels"]
+        assert isinstance(entry, dict)
+        return entry
+
+    assert llm_entry(qwen3_style)["reasoning"] is True
+    assert llm_entry(server)["reasoning"] is False  # the bundled template writes no block
+
+    # The command reads it from the file's template and the settings, with no server.
+    def printed(**env: str) -> Any:
+        done = run_privserve(server.home, "fastgpt-config", "--embedding-model", "", env=env)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["llmModels"][0]["reasoning"]
+
+    assert printed() is False
+    assert printed(PRIVSERVE_CHAT_TEMPLATE=str(TEMPLATES / "qwen3-style.jinja")) is True
+    assert printed(PRIVSERVE_MODELS=json.dumps({MODEL_ID: {"thinks": True}})) is True
 
 
 # The bundled tokenizer's newline tokens: banned, the model never ends a thought itself.

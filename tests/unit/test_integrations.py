@@ -189,3 +189,17 @@ def test_model_json_entries_call_this_server_by_its_own_ids_and_show_the_alias()
     assert glm["metadata"]["name"] == "chatglm2" and glm["metadata"]["model"] == "glm2-q4"
     config = fastgpt_config(MODELS, endpoint)  # through One API, which maps the alias back
     assert "chatglm2" in [e["model"] for e in config["llmModels"]]
+
+
+def test_thinking_models_are_flagged_for_fastgpts_reasoning_panel() -> None:
+    models = ServedModels(
+        chat=[ChatModelInfo("qwen3-8b", 8192, reasoning=True), ChatModelInfo("glm2", 8192)],
+        embedding=[EmbeddingModelInfo("qwen3-embedding", 1024, 512, False, query_prompt=True)],
+    )
+    config = fastgpt_config(models, Endpoint.parse("http://h:6006", KEY))
+    assert [m["reasoning"] for m in config["llmModels"]] == [True, False]
+    [vector] = config["vectorModels"]
+    assert (vector["queryConfig"], vector["dbConfig"]) == (
+        {"input_type": "query"},
+        {"input_type": "document"},
+    )

@@ -19,6 +19,7 @@ from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.config import DEFAULT_PORT, Settings
 from privserve.errors import InvalidRequest, ModelLoadError, PrivserveError
 from privserve.models.registry import (
+    ChatModelFile,
     resolve_chat_models,
     resolve_embedding_model,
     resolve_rerank_model,
@@ -86,12 +87,24 @@ EmbeddingOption = Annotated[
 RerankOption = Annotated[str | None, typer.Option("--rerank-model", help="As given to `serve`.")]
 
 
+def _thinks(settings: Settings, model: ChatModelFile) -> bool:
+    """Whether `serve` would split a thinking block off this model's answers."""
+    from privserve.engine.llama.model import template_thinking
+    from privserve.services.reasoning import model_thinks
+
+    template = template_thinking(model.path, model.chat_template)
+    return model_thinks(template, settings.model_settings(model.model_id))
+
+
 def describe_settings(settings: Settings) -> ServedModels:
     """The models `serve` would offer with these settings; the embedding model is loaded to
     read its vector size and input limit."""
     from privserve.engine.embedding.model import SentenceEmbedder
 
-    chat = [ChatModelInfo(s.model_id, settings.llama.n_ctx) for s in resolve_chat_models(settings)]
+    chat = [
+        ChatModelInfo(m.model_id, settings.llama.n_ctx, reasoning=_thinks(settings, m))
+        for m in resolve_chat_models(settings)
+    ]
     embedding: list[EmbeddingModelInfo] = []
     try:
         resolved = resolve_embedding_model(settings)

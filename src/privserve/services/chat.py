@@ -54,6 +54,7 @@ from privserve.services.reasoning import (
     ChoiceReasoning,
     Split,
     ThinkingPlan,
+    model_thinks,
     plan_thinking,
     reasoning_fields,
     split_reasoning,
@@ -164,6 +165,11 @@ class ChatService:
         self._fit_max_tokens = fit_max_tokens
         self._reasoning_format: ReasoningFormat = reasoning_format
         self._model_settings = dict(model_settings or {})
+
+    def thinks(self, model_id: str) -> bool:
+        """Whether the chat model writes a thinking block (its settings, else its template)."""
+        engine = self._catalog.text_engine(model_id)
+        return model_thinks(engine.thinking, self._model_settings.get(model_id) or ModelSettings())
 
     async def create(self, request: ChatCompletionRequest, ticket: Ticket) -> ChatCompletion:
         submitted = await self._submit(request, ticket)

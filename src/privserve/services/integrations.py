@@ -5,7 +5,7 @@ The same entries come out of `privserve fastgpt-config` / `privserve oneapi-chan
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ PROVIDER = "Other"  # FastGPT's provider list has no entry for self-hosted serve
 class ChatModelInfo:
     model_id: str
     context_length: int
+    reasoning: bool = False  # writes a thinking block: FastGPT shows it in its own panel
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,15 @@ def parse_aliases(pairs: Sequence[str] | None, models: ServedModels) -> dict[str
     return aliases
 
 
-def describe_catalog(catalog: ModelCatalog) -> ServedModels:
-    """The running server's models, with the sizes its engines report."""
-    chat = [ChatModelInfo(m, catalog.text_engine(m).context_length) for m in catalog.model_ids()]
+def describe_catalog(
+    catalog: ModelCatalog, thinks: Callable[[str], bool] = lambda model_id: False
+) -> ServedModels:
+    """The running server's models, with the sizes its engines report; `thinks` says which
+    chat models write a thinking block."""
+    chat = [
+        ChatModelInfo(m, catalog.text_engine(m).context_length, reasoning=thinks(m))
+        for m in catalog.model_ids()
+    ]
     embedding = []
     for model_id in catalog.embedding_model_ids():
         engine = catalog.embedding_engine(model_id)
@@ -143,6 +150,7 @@ def _llm_entry(info: ChatModelInfo, name: str) -> dict[str, Any]:
         "charsPointsPrice": 0,
         "censor": False,
         "vision": False,  # text parts only: image parts are refused with a 400
+        "reasoning": info.reasoning,
         "datasetProcess": True,
         "usedInClassify": True,
         "usedInExtractFields": True,

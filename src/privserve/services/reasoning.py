@@ -161,6 +161,11 @@ class ThinkingPlan:
         return prompt + EMPTY_BLOCK
 
 
+def model_thinks(template: TemplateThinking, model: ModelSettings) -> bool:
+    """The model's settings say whether it thinks; otherwise its chat template does."""
+    return template.thinks if model.thinks is None else model.thinks
+
+
 def plan_thinking(
     template: TemplateThinking,
     model: ModelSettings,
@@ -169,7 +174,7 @@ def plan_thinking(
     variables: Mapping[str, Any] | None,
 ) -> ThinkingPlan:
     """`wanted`: the request's own on or off (None: the model's default)."""
-    thinks = template.thinks if model.thinks is None else model.thinks
+    thinks = model_thinks(template, model)
     enabled = model.thinking if wanted is None else wanted
     rendered = dict(variables or {})
     if thinks and template.has_switch:

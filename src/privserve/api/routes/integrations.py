@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from privserve.api.deps import Catalog
+from privserve.api.deps import Catalog, Chat
 from privserve.auth.keys import parse_bearer
 from privserve.services.integrations import (
     Endpoint,
@@ -23,6 +23,7 @@ router = APIRouter()
 async def get_integrations(
     request: Request,
     catalog: Catalog,
+    chat: Chat,
     base_url: Annotated[
         str | None,
         Query(
@@ -37,6 +38,6 @@ async def get_integrations(
 ) -> dict[str, Any]:
     # The key check already ran: the header holds the caller's valid key.
     key = parse_bearer(request.headers.get("authorization")) or ""
-    models = describe_catalog(catalog)
+    models = describe_catalog(catalog, chat.thinks)
     endpoint = Endpoint.parse(base_url or str(request.base_url), key, parse_aliases(alias, models))
     return integrations(models, endpoint)

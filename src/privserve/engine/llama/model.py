@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from privserve.config import LlamaConfig
-from privserve.engine.base import ModelSpec, PromptMessage
+from privserve.engine.base import ModelSpec, PromptMessage, TemplateThinking
 from privserve.engine.llama.chat_format import ChatFormat, no_chat_format, select_chat_format
 from privserve.errors import ModelLoadError
 
@@ -91,6 +91,14 @@ def read_gguf_metadata(path: Path) -> dict[str, str]:
         return _metadata(llama_cpp, handle)
     finally:
         llama_cpp.llama_model_free(handle)
+
+
+def template_thinking(path: Path, chat_template: str | None = None) -> TemplateThinking:
+    """How the chat format a GGUF would be served with thinks, without loading weights."""
+    chat_format = select_chat_format(
+        read_gguf_metadata(path), override=chat_template, bos_token="", eos_token=""
+    )
+    return TemplateThinking() if chat_format is None else chat_format.thinking
 
 
 class LlamaModel:
