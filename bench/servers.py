@@ -67,7 +67,7 @@ def start_privserve(
 ) -> Running:
     port = free_port()
     env = {**os.environ, "PRIVSERVE_HOME": str(home), "PRIVSERVE_API_KEY": key}
-    cmd = [sys.executable, "-m", "privserve", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "privserve", "serve", "--port", str(port), "--model", MODEL_ID]
     cmd += ["--threads", str(threads), "--ctx-size", str(ctx), "--parallel", str(parallel)]
     process = launch(cmd, log, env)
     wait_ready(f"http://127.0.0.1:{port}/health", process)

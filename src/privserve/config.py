@@ -14,6 +14,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# The chat model `serve` loads when none is named: bundled, instruction-tuned, small.
+DEFAULT_CHAT_MODEL = "smollm2-135m"
+
 DEFAULT_PORT = 6006  # the port FastGPT users know from the old openai_api.py script
 
 
@@ -197,7 +200,7 @@ class Settings(BaseSettings):
     )
     # Read as given from the environment: "a,b" is two models, not JSON.
     model: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["gemma3-270m"],
+        default_factory=lambda: [DEFAULT_CHAT_MODEL],
         min_length=1,
         description="Chat models to serve, each with its own engine: bundled names, registered "
         "names or .gguf paths (several: a list, or commas in the environment).",

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.server import RunningServer
+from tests.integration.server import TEST_CHAT_MODEL, RunningServer
 
 
 def run_privserve(
@@ -19,6 +19,7 @@ def run_privserve(
     none of this process's other PRIVSERVE_* settings; wide, so tables do not wrap."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
     full_env.update({"PRIVSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+    full_env["PRIVSERVE_MODEL"] = TEST_CHAT_MODEL
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "privserve", *args],

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import httpx
 
+# The chat model the tests are written against, named explicitly (flags override it): the
+# bundled Gemma 3 270M, whose tokens and template the tests know. A test of the server's
+# own default passes model=None.
+TEST_CHAT_MODEL = "gemma3-270m"
 BASE_URL_LINE = re.compile(r"^Base URL: (\S+)$")
 KEY_LINE = re.compile(r"^API key: (sk-ps-\S+)$")
 
@@ -54,10 +58,17 @@ class RunningServer:
 
 
 def start_server(
-    home: Path, args: Sequence[str] = (), env: dict[str, str] | None = None, timeout_s: float = 120
+    home: Path,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    timeout_s: float = 120,
+    model: str | None = TEST_CHAT_MODEL,
 ) -> RunningServer:
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("PRIVSERVE_")}
-    full_env = {**inherited, "PRIVSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
+    full_env = {**inherited, "PRIVSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    if model is not None:
+        full_env["PRIVSERVE_MODEL"] = model
+    full_env.update(env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "privserve", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,

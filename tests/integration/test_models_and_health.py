@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.integration.conftest import MODEL_ID
-from tests.integration.server import RunningServer
+from tests.integration.server import RunningServer, start_server
 
 pytestmark = pytest.mark.model
 
@@ -45,3 +45,32 @@ def test_the_access_log_is_on_by_default_and_can_be_turned_off(
         time.sleep(0.1)
     time.sleep(0.5)  # the same time for the other server's line, were there one
     assert not any('"GET /v1/models' in line for line in configured_server.output)
+
+
+def test_the_default_chat_model_answers_hello_briefly_and_stops(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> None:
+    """A new user's first request, to the model `serve` loads when none is named."""
+    running = start_server(
+        tmp_path_factory.mktemp("default-home"),
+        args=["--embedding-model", ""],
+        env={"PRIVSERVE_API_KEY": api_key},
+        model=None,
+    )
+    try:
+        with openai.OpenAI(base_url=running.base_url, api_key=api_key, max_retries=0) as client:
+            assert [m.id for m in client.models.list().data] == ["smollm2-135m"]
+            replies = [
+                client.chat.completions.create(
+                    model="smollm2-135m",
+                    messages=[{"role": "user", "content": "Hello!"}],
+                    seed=seed,
+                )
+                for seed in range(3)
+            ]
+    finally:
+        running.stop()
+    for reply in replies:
+        [choice] = reply.choices
+        assert choice.finish_reason == "stop" and (choice.message.content or "").strip()
+        assert reply.usage is not None and reply.usage.completion_tokens < 100

