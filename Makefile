@@ -16,7 +16,7 @@ LITELLM_VENV ?= .venv-litellm
 LITELLM_VERSION ?= 1.80.0
 NODE_CLIENT := tests/clients/node
 
-.PHONY: serve test install install-dev install-clients lint bench bench-reference clean
+.PHONY: serve test install install-dev install-clients lint bench bench-reference clean image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ serve: install
 test: install-dev install-clients
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Builds the image with podman and tests it (needs root for podman; installs podman, runc
+# and debootstrap from Debian's packages when missing).
+image-test: install
+	PYTHON=$(BIN)/python bash deploy/image-test.sh
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -181,6 +181,11 @@ class ModelSettings(BaseModel):
         description="Most reasoning tokens when a request does not say; then the block is "
         "closed and the model answers. Default: no bound but max_tokens.",
     )
+    keep_alive: float | None = Field(
+        None,
+        description="Seconds the model stays loaded once idle (-1: always); default: the "
+        "server's keep_alive.",
+    )
 
 
 ReasoningFormat = Literal["separate", "both", "inline"]
@@ -254,6 +259,28 @@ class Settings(BaseSettings):
         "environment as JSON.",
     )
 
+    # PRIVSERVE_MODELS_DIR / --models-dir; `models_dir` is what is in effect.
+    models_dir_setting: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("models_dir", "PRIVSERVE_MODELS_DIR"),
+        description="Where converted and registered models live; every GGUF file in it is "
+        "offered. Default: PRIVSERVE_HOME/models.",
+    )
+    max_loaded_models: int | None = Field(
+        None, ge=1, description="Most chat models loaded at once; default: no bound but memory."
+    )
+    max_model_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Memory the loaded chat models may take (files and KV caches); default: "
+        "90% of the memory free when the server starts.",
+    )
+    keep_alive: float = Field(
+        300.0,
+        description="Seconds a chat model loaded on demand stays loaded once idle (-1: "
+        "always); a request's keep_alive and a model's own setting override it.",
+    )
+
     def model_settings(self, model_id: str) -> ModelSettings:
         return self.models.get(model_id) or ModelSettings()
 
@@ -285,7 +312,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return self.models_dir_setting or self.home / "models"
 
 
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:

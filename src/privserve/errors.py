@@ -156,6 +156,18 @@ class StorageUnavailable(PrivserveError):
     code = "storage_unavailable"
 
 
+class ModelUnavailable(PrivserveError):
+    """An offered model that cannot serve this request: its load failed, or it does not
+    fit beside the loaded models that are busy. Other models keep serving."""
+
+    status = 503
+    code = "model_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message, param="model")
+        self.retry_after_s = retry_after_s
+
+
 class ModelLoadError(PrivserveError):
     """A model file or its chat format cannot be used; raised at start-up, not per request."""
 

@@ -50,7 +50,7 @@ def create_app(
             catalog = runtime.catalog
 
             def stop_engines() -> None:
-                for model_id in catalog.model_ids():
+                for model_id in catalog.loaded_model_ids():
                     catalog.text_engine(model_id).stop()
 
             drain.bind(asyncio.get_running_loop(), stop_engines)

@@ -16,6 +16,7 @@ from privserve.api.disconnect import ClientDisconnected
 from privserve.errors import (
     InvalidRequest,
     MethodNotAllowed,
+    ModelUnavailable,
     NotFound,
     Overloaded,
     PrivserveError,
@@ -32,7 +33,7 @@ def error_response(
     error: PrivserveError, extra_headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     headers = dict(extra_headers or {})
-    if isinstance(error, Overloaded) and error.retry_after_s is not None:
+    if isinstance(error, Overloaded | ModelUnavailable) and error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"

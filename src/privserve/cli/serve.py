@@ -54,8 +54,9 @@ def serve(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            help="Chat model: bundled or registered name, or .gguf path; repeat to serve "
-            "several (default gemma3-270m)."
+            help="Chat model loaded at start and kept loaded: bundled or registered name, or "
+            ".gguf path; repeat for several (default smollm2-135m). Every registered model "
+            "and GGUF in the models directory is offered too, loaded on demand."
         ),
     ] = None,
     model_id: Annotated[str | None, typer.Option(help="Id clients send as `model`.")] = None,
@@ -80,6 +81,26 @@ def serve(
         typer.Option(
             help="sentence-transformers CrossEncoder directory (default: none; rerank by "
             "cosine with the embedding model)."
+        ),
+    ] = None,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of converted and registered models; every GGUF in it is offered "
+            "(default PRIVSERVE_HOME/models)."
+        ),
+    ] = None,
+    max_loaded_models: Annotated[
+        int | None,
+        typer.Option(
+            help="Most chat models loaded at once; the least recently used idle one "
+            "is unloaded to make room."
+        ),
+    ] = None,
+    keep_alive: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds an on-demand model stays loaded once idle (-1: always; default 300)."
         ),
     ] = None,
     reasoning_format: Annotated[
@@ -107,6 +128,9 @@ def serve(
         embedding__model=embedding_model,
         rerank__model=rerank_model,
         reasoning_format=reasoning_format,
+        models_dir=models_dir,
+        max_loaded_models=max_loaded_models,
+        keep_alive=keep_alive,
     )
     run_server(settings)
 

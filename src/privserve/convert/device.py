@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
+
+from privserve.engine.memory import free_ram_bytes
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Device:
 def serving_device() -> Device:
     """The GPU when llama.cpp is built with GPU offload and one is present, else RAM."""
     gpu = _free_gpu() if _llama_offloads() else None
-    return gpu or Device("RAM", _free_ram())
+    return gpu or Device("RAM", free_ram_bytes())
 
 
 def _llama_offloads() -> bool:
@@ -42,12 +42,3 @@ def _free_gpu() -> Device | None:
         return None
     name, free_mib = done.stdout.strip().splitlines()[0].rsplit(",", 1)
     return Device(f"GPU ({name.strip()})", int(float(free_mib)) * 1024 * 1024)
-
-
-def _free_ram() -> int:
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

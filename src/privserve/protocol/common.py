@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import (
@@ -18,6 +19,19 @@ MAX_CHOICES = 16
 MAX_LOGIT_BIASES = 1024  # tokens one request may bias; each costs every sampling step
 MAX_GRAMMAR_CHARS = 256 * 1024  # as large as a grammar built from a JSON schema may be
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(value: float | str) -> float:
+    """Ollama's durations: seconds as a number, or "300ms", "90s", "5m", "1h"; negative
+    is forever."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = DURATION.match(value)
+    if match is None:
+        raise ValueError(f'{value!r} is not a duration such as 300, "5m" or "1h"')
+    return float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
 
 
 class RequestModel(BaseModel):
@@ -51,6 +65,18 @@ class SamplingFields(RequestModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # Ollama's: how long the model stays loaded once idle after this request.
+    keep_alive: float | str | None = None
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: float | str | None) -> float | str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
+
+    def keep_alive_s(self) -> float | None:
+        return None if self.keep_alive is None else duration_seconds(self.keep_alive)
 
     @field_validator("stop")
     @classmethod

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from privserve.engine.base import EmbeddingEngine, RerankEngine, TextEngine
 from privserve.engine.embedding.engine import CosineReranker
-from privserve.errors import ModelNotFound
+from privserve.errors import ModelNotFound, ModelUnavailable
+from privserve.services.chat_models import ChatModels
 
 E = TypeVar("E")
 COSINE_RERANK_SUFFIX = "-rerank"
@@ -21,18 +23,22 @@ def cosine_rerank_id(embedding_model_id: str) -> str:
 
 
 class ModelCatalog:
-    """Chat and completion engines, embedding engines, and rerankers.
+    """Chat and completion models (loaded on demand), embedding engines, and rerankers.
 
     Every embedding model also reranks by cosine; cross-encoders, when configured, come first
     and are the default for requests that name no model."""
 
     def __init__(
         self,
-        text_engines: Mapping[str, TextEngine],
+        chat_models: ChatModels | Mapping[str, TextEngine],
         embedding_engines: Mapping[str, EmbeddingEngine] | None = None,
         cross_encoders: Sequence[RerankEngine] = (),
     ) -> None:
-        self._text = dict(text_engines)
+        self.chat_models = (
+            chat_models
+            if isinstance(chat_models, ChatModels)
+            else ChatModels.of_engines(chat_models)
+        )
         self._embedding = dict(embedding_engines or {})
         self._rerank: dict[str, RerankEngine] = {e.model_id: e for e in cross_encoders}
         # The cosine rerank ids of embedding models, to the embedding ids.
@@ -43,7 +49,24 @@ class ModelCatalog:
         self.created = int(time.time())
 
     def text_engine(self, model_id: str) -> TextEngine:
-        return self._find(self._text, model_id, "chat and completion")
+        """A loaded chat model's engine; one offered but not loaded is a 503 that says so
+        (requests load models through `using`)."""
+        engine = self.chat_models.loaded(model_id)
+        if engine is not None:
+            return engine
+        offered = self.chat_models.offered()
+        if model_id in offered:
+            raise ModelUnavailable(f"the model '{model_id}' is not loaded", retry_after_s=1)
+        return self._find({}, model_id, "chat and completion", served=offered)
+
+    @asynccontextmanager
+    async def using(
+        self, model_id: str, keep_alive_s: float | None = None
+    ) -> AsyncIterator[TextEngine]:
+        """A chat model's engine, loaded first if need be, kept loaded until its work is
+        queued in it."""
+        async with self.chat_models.use(model_id, keep_alive_s) as engine:
+            yield engine
 
     def embedding_engine(self, model_id: str) -> EmbeddingEngine:
         return self._find(self._embedding, model_id, "embedding")
@@ -56,18 +79,36 @@ class ModelCatalog:
             return next(iter(self._rerank.values()))
         return self._find(self._rerank, self._cosine_ids.get(model_id, model_id), "rerank")
 
-    def _find(self, engines: Mapping[str, E], model_id: str, kind: str) -> E:
+    def _find(
+        self,
+        engines: Mapping[str, E],
+        model_id: str,
+        kind: str,
+        served: Mapping[str, object] | None = None,
+    ) -> E:
         engine = engines.get(model_id)
         if engine is None:
-            served = ", ".join(sorted(engines)) or "none"
+            names = ", ".join(sorted(engines or served or {})) or "none"
             raise ModelNotFound(
-                f"The model '{model_id}' does not exist; this server's {kind} models: {served}",
+                f"The model '{model_id}' does not exist; this server's {kind} models: {names}",
                 param="model",
             )
         return engine
 
     def model_ids(self) -> list[str]:
-        return sorted(self._text)
+        """Every offered chat model, loaded or not."""
+        return sorted(self.chat_models.offered())
+
+    def loaded_model_ids(self) -> list[str]:
+        return self.chat_models.loaded_ids()
+
+    def context_length(self, model_id: str) -> int:
+        """The window a request to a chat model gets, loaded or not (0: not known)."""
+        engine = self.chat_models.loaded(model_id)
+        if engine is not None:
+            return engine.context_length
+        offer = self.chat_models.offer(model_id)
+        return (offer.context_length if offer else None) or 0
 
     def embedding_model_ids(self) -> list[str]:
         return sorted(self._embedding)
@@ -90,7 +131,7 @@ class ModelCatalog:
 
     def has(self, model_id: str) -> bool:
         return (
-            model_id in self._text
+            model_id in self.chat_models.offered()
             or model_id in self._embedding
             or model_id in self._rerank
             or model_id in self._cosine_ids

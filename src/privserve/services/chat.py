@@ -15,6 +15,7 @@ from privserve.config import ModelSettings, ReasoningFormat
 from privserve.engine.base import (
     OutputConstraint,
     PromptMessage,
+    TemplateThinking,
     TextEngine,
     ThinkingControl,
     TokenStream,
@@ -167,9 +168,15 @@ class ChatService:
         self._model_settings = dict(model_settings or {})
 
     def thinks(self, model_id: str) -> bool:
-        """Whether the chat model writes a thinking block (its settings, else its template)."""
-        engine = self._catalog.text_engine(model_id)
-        return model_thinks(engine.thinking, self._model_settings.get(model_id) or ModelSettings())
+        """Whether the chat model writes a thinking block (its settings, else its template,
+        read from its file when it is not loaded)."""
+        engine = self._catalog.chat_models.loaded(model_id)
+        offer = self._catalog.chat_models.offer(model_id)
+        if engine is not None:
+            template = engine.thinking
+        else:
+            template = (offer.thinking if offer else None) or TemplateThinking()
+        return model_thinks(template, self._model_settings.get(model_id) or ModelSettings())
 
     async def create(self, request: ChatCompletionRequest, ticket: Ticket) -> ChatCompletion:
         submitted = await self._submit(request, ticket)
@@ -349,10 +356,9 @@ class ChatService:
             delta["content"] = content
         return delta
 
-    def render(self, request: ChatCompletionRequest) -> RenderedChat:
+    def render(self, engine: TextEngine, request: ChatCompletionRequest) -> RenderedChat:
         """The request's prompt as the model reads it: its template, its tools, thinking on
         or off."""
-        engine = self._catalog.text_engine(request.model)
         tools = plan_tools(request, engine.tool_format)
         settings = self._model_settings.get(engine.model_id) or ModelSettings()
         thinking = plan_thinking(
@@ -374,7 +380,13 @@ class ChatService:
         return RenderedChat(engine, thinking.finish_prompt(text), tools, thinking)
 
     async def _submit(self, request: ChatCompletionRequest, ticket: Ticket) -> SubmittedChat:
-        rendered = self.render(request)
+        async with self._catalog.using(request.model, request.keep_alive_s()) as engine:
+            return await self._submit_to(engine, request, ticket)
+
+    async def _submit_to(
+        self, engine: TextEngine, request: ChatCompletionRequest, ticket: Ticket
+    ) -> SubmittedChat:
+        rendered = self.render(engine, request)
         engine, text, tools, thinking = (
             rendered.engine,
             rendered.text,

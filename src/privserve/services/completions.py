@@ -168,7 +168,12 @@ class CompletionService:
             raise InvalidRequest("suffix (insertion) is not supported", param="suffix")
         if request.best_of is not None and request.best_of != (request.n or 1):
             raise InvalidRequest("best_of other than n is not supported", param="best_of")
-        engine = self._catalog.text_engine(request.model)
+        async with self._catalog.using(request.model, request.keep_alive_s()) as engine:
+            return await self._submit_to(engine, request, ticket)
+
+    async def _submit_to(
+        self, engine: TextEngine, request: CompletionRequest, ticket: Ticket
+    ) -> tuple[TextEngine, list[_Prompt], list[TokenStream]]:
         check_logit_bias(engine, request)
         prompts = await self._prompts(engine, request)
         if request.echo and any(p.text is None for p in prompts):

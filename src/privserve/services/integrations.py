@@ -113,7 +113,7 @@ def describe_catalog(
     """The running server's models, with the sizes its engines report; `thinks` says which
     chat models write a thinking block."""
     chat = [
-        ChatModelInfo(m, catalog.text_engine(m).context_length, reasoning=thinks(m))
+        ChatModelInfo(m, catalog.context_length(m), reasoning=thinks(m))
         for m in catalog.model_ids()
     ]
     embedding = []

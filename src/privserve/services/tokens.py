@@ -41,9 +41,14 @@ class TokenService:
         return served[0]
 
     async def tokenize(self, request: TokenizeRequest, model_id: str) -> TokenizeResponse:
-        engine = self._catalog.text_engine(model_id)
+        async with self._catalog.using(model_id) as engine:
+            return await self._tokenize(engine, request, model_id)
+
+    async def _tokenize(
+        self, engine: TextEngine, request: TokenizeRequest, model_id: str
+    ) -> TokenizeResponse:
         if request.messages is not None:
-            text = self._chat_prompt(model_id, request)
+            text = self._chat_prompt(engine, model_id, request)
             tokenize = functools.partial(engine.tokenize, text, is_chat=True)
         else:
             text = request.text or ""
@@ -59,22 +64,28 @@ class TokenService:
         )
 
     async def detokenize(self, request: DetokenizeRequest, model_id: str) -> DetokenizeResponse:
-        engine = self._catalog.text_engine(model_id)
-        check_token_ids(engine.vocab_size, request.tokens, "tokens")
-        text = await anyio.to_thread.run_sync(engine.detokenize, request.tokens)
+        async with self._catalog.using(model_id) as engine:
+            check_token_ids(engine.vocab_size, request.tokens, "tokens")
+            text = await anyio.to_thread.run_sync(engine.detokenize, request.tokens)
         return DetokenizeResponse(model=model_id, content=text, prompt=text)
 
-    def apply_template(self, request: ApplyTemplateRequest, model_id: str) -> ApplyTemplateResponse:
-        return ApplyTemplateResponse(model=model_id, prompt=self._chat_prompt(model_id, request))
+    async def apply_template(
+        self, request: ApplyTemplateRequest, model_id: str
+    ) -> ApplyTemplateResponse:
+        async with self._catalog.using(model_id) as engine:
+            prompt = self._chat_prompt(engine, model_id, request)
+        return ApplyTemplateResponse(model=model_id, prompt=prompt)
 
-    def _chat_prompt(self, model_id: str, request: TokenizeRequest | ApplyTemplateRequest) -> str:
+    def _chat_prompt(
+        self, engine: TextEngine, model_id: str, request: TokenizeRequest | ApplyTemplateRequest
+    ) -> str:
         chat = ChatCompletionRequest(
             model=model_id,
             messages=request.messages or [],
             tools=request.tools,
             chat_template_kwargs=request.chat_template_kwargs,
         )
-        return self._chat.render(chat).text
+        return self._chat.render(engine, chat).text
 
 
 def _pieces(engine: TextEngine, ids: list[int]) -> list[TokenPiece]:

@@ -1,5 +1,5 @@
-"""`/admin/v1/keys` (create, list, read, change and revoke API keys) and `/admin/v1/usage`
-(the ledger's sums), with an admin key."""
+"""`/admin/v1/keys` (create, list, read, change and revoke API keys), `/admin/v1/usage`
+(the ledger's sums) and `/admin/v1/models/{id}/load|unload`, with an admin key."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from privserve.api.deps import Access
+from privserve.api.deps import Access, Catalog
 from privserve.api.json_route import JsonBodyRoute
-from privserve.errors import PermissionDenied
+from privserve.api.routes.models import card
+from privserve.errors import ModelNotFound, PermissionDenied
 from privserve.protocol.admin import (
     KeyCreate,
     KeyCreated,
@@ -18,12 +19,13 @@ from privserve.protocol.admin import (
     KeyUpdate,
     UsageReport,
 )
+from privserve.protocol.models import ModelCard
 from privserve.services.admin import KeyAdmin
 
 
 async def require_admin(access: Access) -> None:
     if not access.is_admin:
-        raise PermissionDenied("this key may not manage keys: an admin key is needed")
+        raise PermissionDenied("this key may not manage keys or models: an admin key is needed")
 
 
 async def _key_admin(request: Request) -> KeyAdmin:
@@ -73,3 +75,21 @@ async def usage(
     by: Annotated[Literal["key", "model", "day"], Query()] = "key",
 ) -> UsageReport:
     return await admin.usage(key=key, model=model, since_text=since, by=by)
+
+
+@router.post("/models/{model_id}/load")
+async def load_model(model_id: str, catalog: Catalog) -> ModelCard:
+    """Loads an offered chat model now (as its first request would); a load already under
+    way is waited for."""
+    await catalog.chat_models.engine(model_id)
+    return card(catalog, model_id)
+
+
+@router.post("/models/{model_id}/unload")
+async def unload_model(model_id: str, catalog: Catalog) -> ModelCard:
+    """Unloads a chat model now, pinned or not; requests running on it end with an error.
+    It loads again on its next request."""
+    if model_id not in catalog.model_ids():
+        raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+    await catalog.chat_models.unload(model_id)
+    return card(catalog, model_id)

@@ -19,7 +19,7 @@ async def health(catalog: Catalog) -> dict[str, object] | JSONResponse:
     503 once an engine cannot serve (its thread died)."""
     failures = {
         m: reason
-        for m in catalog.model_ids()
+        for m in catalog.loaded_model_ids()
         if (reason := catalog.text_engine(m).health()) is not None
     }
     if failures:
@@ -29,7 +29,12 @@ async def health(catalog: Catalog) -> dict[str, object] | JSONResponse:
         return JSONResponse(error.to_body(), status_code=503)
     return {
         "status": "ok",
-        "models": {m: asdict(catalog.text_engine(m).stats()) for m in catalog.model_ids()},
+        # The loaded chat models; /v1/models lists every offered one with its state.
+        "models": {m: asdict(catalog.text_engine(m).stats()) for m in catalog.loaded_model_ids()},
+        "model_loads": {
+            "loads": catalog.chat_models.loads,
+            "unloads": catalog.chat_models.unloads,
+        },
         "embedding_models": {
             m: catalog.embedding_engine(m).stats() for m in catalog.embedding_model_ids()
         },

@@ -36,18 +36,36 @@ CROSS_ENCODER_NOTE = (
 
 def card(catalog: ModelCatalog, model_id: str) -> ModelCard:
     capabilities, description = _what(catalog, model_id)
-    return ModelCard(
+    model = ModelCard(
         id=model_id,
         created=catalog.created,
         capabilities=capabilities,
         description=description,
+    )
+    offer = catalog.chat_models.offer(model_id)
+    if offer is None:
+        return model
+    return model.model_copy(
+        update={
+            "state": catalog.chat_models.state(model_id),
+            "pinned": catalog.chat_models.pinned(model_id) or offer.pinned,
+            "size_bytes": offer.size_bytes or None,
+            "precision": offer.precision,
+            "context_length": catalog.context_length(model_id) or None,
+        }
     )
 
 
 def _what(catalog: ModelCatalog, model_id: str) -> tuple[list[str], str | None]:
     """What a model serves, and how, when that needs saying."""
     if model_id in catalog.model_ids():
-        if not catalog.text_engine(model_id).has_chat_format:
+        engine = catalog.chat_models.loaded(model_id)
+        offer = catalog.chat_models.offer(model_id)
+        if engine is not None:
+            chats = engine.has_chat_format
+        else:  # read from its file; a file that says nothing may still chat
+            chats = offer is None or offer.has_chat_format is not False
+        if not chats:
             return ["completions"], NO_CHAT_FORMAT_NOTE
         return ["chat", "completions"], None
     if model_id in catalog.cosine_rerank_ids():

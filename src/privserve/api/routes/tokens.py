@@ -43,4 +43,4 @@ async def apply_template(
 ) -> ApplyTemplateResponse:
     model_id = service.model_id(body.model)
     require_model(access, model_id)
-    return service.apply_template(body, model_id)
+    return await service.apply_template(body, model_id)

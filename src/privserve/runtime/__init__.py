@@ -9,6 +9,7 @@ normal stop.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -23,18 +24,22 @@ from privserve.engine.base import EmbeddingEngine, ModelSpec, TextEngine
 from privserve.engine.embedding.engine import BatchedCrossEncoder, BatchedEmbedder
 from privserve.engine.embedding.torch_thread import TorchThread
 from privserve.engine.llama.engine import LlamaEngine
+from privserve.engine.memory import free_ram_bytes
 from privserve.errors import ModelLoadError, StorageUnavailable
 from privserve.metering.leases import QuotaLeases
 from privserve.metering.meter import Meter
 from privserve.metering.rates import RateLimiter
 from privserve.metering.writer import LedgerWriter
+from privserve.models.bundled import BUNDLED_MODELS, materialize
 from privserve.models.registry import (
     resolve_chat_models,
     resolve_embedding_model,
     resolve_rerank_model,
 )
+from privserve.runtime.offers import ChatOffers
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
+from privserve.services.chat_models import ChatModelBudget, ChatModels
 from privserve.services.completions import CompletionService
 from privserve.services.embeddings import EmbeddingService
 from privserve.services.rerank import RerankService
@@ -74,12 +79,11 @@ async def open_runtime(
         sqlite_writer = await stack.enter_async_context(open_sqlite_writer(settings.database_url))
         usage = UsageRepo(db, sqlite_writer)
         meter = await _open_meter(settings, usage, stack)
-        engines = dict(text_engines or {})
+        chat_models: ChatModels | dict[str, TextEngine] = dict(text_engines or {})
         embedders = dict(embedding_engines or {})
         cross_encoders = []
         if text_engines is None:
-            for engine in await _open_chat_engines(settings, stack):
-                engines[engine.model_id] = engine
+            chat_models = await _open_chat_models(settings, stack)
             torch_thread = TorchThread(settings.embedding.threads)
             stack.push_async_callback(_in_thread, torch_thread.close)
             embedder = await _open_embedder(settings, torch_thread, stack)
@@ -88,7 +92,7 @@ async def open_runtime(
             reranker = await _open_reranker(settings, torch_thread, stack)
             if reranker is not None:
                 cross_encoders.append(reranker)
-        catalog = ModelCatalog(engines, embedders, cross_encoders)
+        catalog = ModelCatalog(chat_models, embedders, cross_encoders)
         fit = settings.server.fit_max_tokens
         chat = ChatService(
             catalog,
@@ -134,22 +138,68 @@ async def _in_thread(close: Callable[[], None]) -> None:
     await anyio.to_thread.run_sync(close)
 
 
-async def _open_chat_engines(settings: Settings, stack: AsyncExitStack) -> list[LlamaEngine]:
-    """One started engine per configured chat model, each closed by `stack`."""
-    opened = []
-    for file in resolve_chat_models(settings):
-        load = functools.partial(
-            LlamaEngine.load,
-            ModelSpec(file.model_id, file.path, file.chat_template),
-            settings.llama,
-            max_queued_requests=settings.server.max_queued_requests,
-            request_timeout_s=settings.server.request_timeout_s,
-            batch_max_wait_s=settings.server.batch_max_wait_s,
+async def _open_chat_models(settings: Settings, stack: AsyncExitStack) -> ChatModels:
+    """Every offered chat model, those named at start loaded and pinned; the others load on
+    their first request and unload when idle (a sweep each second) or to make room."""
+    pinned = resolve_chat_models(settings)
+    memory = settings.max_model_memory_gb
+    budget = ChatModelBudget(
+        max_loaded=settings.max_loaded_models,
+        memory_bytes=int(memory * 2**30) if memory else int(free_ram_bytes() * 0.9),
+        keep_alive_s=_forever_if_negative(settings.keep_alive),
+        keep_alive_by_model={
+            model_id: _forever_if_negative(model.keep_alive)
+            for model_id, model in settings.models.items()
+            if model.keep_alive is not None
+        },
+    )
+
+    async def load(spec: ModelSpec) -> TextEngine:
+        bundled = BUNDLED_MODELS.get(spec.model_id)
+        if bundled is not None and not spec.path.is_file():
+            await anyio.to_thread.run_sync(materialize, bundled, settings.models_dir)
+        engine: LlamaEngine = await anyio.to_thread.run_sync(
+            functools.partial(
+                LlamaEngine.load,
+                spec,
+                settings.llama,
+                max_queued_requests=settings.server.max_queued_requests,
+                request_timeout_s=settings.server.request_timeout_s,
+                batch_max_wait_s=settings.server.batch_max_wait_s,
+            )
         )
-        engine = await anyio.to_thread.run_sync(load)
-        stack.push_async_callback(_in_thread, engine.close)
-        opened.append(engine)
-    return opened
+        return engine
+
+    async def unload(engine: TextEngine) -> None:
+        assert isinstance(engine, LlamaEngine)
+        await anyio.to_thread.run_sync(engine.close)
+
+    models = ChatModels(ChatOffers(settings, pinned), load, unload, budget)
+    stack.push_async_callback(models.close)
+    for file in pinned:
+        await models.pin(file.model_id)
+    stop_sweeping = anyio.Event()
+
+    async def sweep() -> None:
+        while not stop_sweeping.is_set():
+            with anyio.move_on_after(1):
+                await stop_sweeping.wait()
+            if not stop_sweeping.is_set():
+                await models.sweep()
+
+    sweeper = asyncio.create_task(sweep())
+
+    async def stop() -> None:
+        # Between sweeps, never inside an unload.
+        stop_sweeping.set()
+        await sweeper
+
+    stack.push_async_callback(stop)
+    return models
+
+
+def _forever_if_negative(seconds: float) -> float:
+    return float("inf") if seconds < 0 else seconds
 
 
 async def _open_embedder(
