@@ -158,10 +158,18 @@ class ChatModels:
             offer = self._offer(model_id)
             task = asyncio.create_task(self._load_offer(model_id, offer))
             self._loading[model_id] = task
-            task.add_done_callback(lambda _: self._loading.pop(model_id, None))
+            task.add_done_callback(self._loaded_or_failed)
         # Shielded: one waiter giving up (a client that left) does not stop the load others
         # wait for.
         await asyncio.shield(task)
+
+    def _loaded_or_failed(self, task: asyncio.Task[TextEngine]) -> None:
+        for model_id, loading in list(self._loading.items()):
+            if loading is task:
+                del self._loading[model_id]
+        # Read here, so a failure that every waiter gave up on is not logged as unread.
+        if not task.cancelled():
+            task.exception()
 
     def _offer(self, model_id: str) -> ChatOffer:
         offer = self._known.get(model_id) or self.offered().get(model_id)
