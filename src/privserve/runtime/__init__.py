@@ -15,12 +15,13 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
 from privserve.auth.keys import KeyStore, open_key_store
 from privserve.config import Settings
-from privserve.engine.base import EmbeddingEngine, ModelSpec, TextEngine
+from privserve.engine.base import EmbeddingEngine, ModelSpec, RerankEngine, TextEngine
 from privserve.engine.embedding.engine import BatchedCrossEncoder, BatchedEmbedder
 from privserve.engine.embedding.torch_thread import TorchThread
 from privserve.engine.llama.engine import LlamaEngine
@@ -36,13 +37,19 @@ from privserve.models.registry import (
     resolve_embedding_model,
     resolve_rerank_model,
 )
-from privserve.runtime.offers import ChatOffers
+from privserve.runtime.offers import ChatOffers, RetrievalOffers
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
-from privserve.services.chat_models import ChatModelBudget, ChatModels
+from privserve.services.chat_models import ChatModels, chat_models
 from privserve.services.completions import CompletionService
 from privserve.services.embeddings import EmbeddingService
+from privserve.services.on_demand import Budget, OnDemandModels
 from privserve.services.rerank import RerankService
+from privserve.services.retrieval_models import (
+    EmbeddingModels,
+    RerankModels,
+    RetrievalOffer,
+)
 from privserve.services.tokens import TokenService
 from privserve.storage.db import open_database, open_sqlite_writer
 from privserve.storage.usage import UsageRepo
@@ -79,20 +86,18 @@ async def open_runtime(
         sqlite_writer = await stack.enter_async_context(open_sqlite_writer(settings.database_url))
         usage = UsageRepo(db, sqlite_writer)
         meter = await _open_meter(settings, usage, stack)
-        chat_models: ChatModels | dict[str, TextEngine] = dict(text_engines or {})
-        embedders = dict(embedding_engines or {})
-        cross_encoders = []
+        offered_chat: ChatModels | dict[str, TextEngine] = dict(text_engines or {})
+        embedders: EmbeddingModels | dict[str, EmbeddingEngine] = dict(embedding_engines or {})
+        cross_encoders: RerankModels | list[RerankEngine] = []
         if text_engines is None:
-            chat_models = await _open_chat_models(settings, stack)
+            chats = await _open_chat_models(settings, stack)
             torch_thread = TorchThread(settings.embedding.threads)
             stack.push_async_callback(_in_thread, torch_thread.close)
-            embedder = await _open_embedder(settings, torch_thread, stack)
-            if embedder is not None:
-                embedders[embedder.model_id] = embedder
-            reranker = await _open_reranker(settings, torch_thread, stack)
-            if reranker is not None:
-                cross_encoders.append(reranker)
-        catalog = ModelCatalog(chat_models, embedders, cross_encoders)
+            embedding = await _open_embedding_models(settings, torch_thread, stack)
+            rerank = await _open_rerank_models(settings, torch_thread, stack)
+            await _sweep_each_second([chats, embedding, rerank], stack)
+            offered_chat, embedders, cross_encoders = chats, embedding, rerank
+        catalog = ModelCatalog(offered_chat, embedders, cross_encoders)
         fit = settings.server.fit_max_tokens
         chat = ChatService(
             catalog,
@@ -143,7 +148,7 @@ async def _open_chat_models(settings: Settings, stack: AsyncExitStack) -> ChatMo
     their first request and unload when idle (a sweep each second) or to make room."""
     pinned = resolve_chat_models(settings)
     memory = settings.max_model_memory_gb
-    budget = ChatModelBudget(
+    budget = Budget(
         max_loaded=settings.max_loaded_models,
         memory_bytes=int(memory * 2**30) if memory else int(free_ram_bytes() * 0.9),
         keep_alive_s=_forever_if_negative(settings.keep_alive),
@@ -174,18 +179,26 @@ async def _open_chat_models(settings: Settings, stack: AsyncExitStack) -> ChatMo
         assert isinstance(engine, LlamaEngine)
         await anyio.to_thread.run_sync(engine.close)
 
-    models = ChatModels(ChatOffers(settings, pinned), load, unload, budget)
+    models = chat_models(ChatOffers(settings, pinned), load, unload, budget)
     stack.push_async_callback(models.close)
     for file in pinned:
         await models.pin(file.model_id)
+    return models
+
+
+async def _sweep_each_second(
+    managers: list[OnDemandModels[Any, Any]], stack: AsyncExitStack
+) -> None:
+    """Unloads idle models past their keep-alive, once a second, until the stack closes."""
     stop_sweeping = anyio.Event()
 
     async def sweep() -> None:
         while not stop_sweeping.is_set():
             with anyio.move_on_after(1):
                 await stop_sweeping.wait()
-            if not stop_sweeping.is_set():
-                await models.sweep()
+            for models in managers:
+                if not stop_sweeping.is_set():
+                    await models.sweep()
 
     sweeper = asyncio.create_task(sweep())
 
@@ -195,53 +208,100 @@ async def _open_chat_models(settings: Settings, stack: AsyncExitStack) -> ChatMo
         await sweeper
 
     stack.push_async_callback(stop)
-    return models
+
+
+def _retrieval_budget(settings: Settings) -> Budget:
+    """Embedding and rerank models are small beside chat models: bounded by keep-alive."""
+    return Budget(
+        keep_alive_s=_forever_if_negative(settings.keep_alive),
+        keep_alive_by_model={
+            model_id: _forever_if_negative(model.keep_alive)
+            for model_id, model in settings.models.items()
+            if model.keep_alive is not None
+        },
+    )
 
 
 def _forever_if_negative(seconds: float) -> float:
     return float("inf") if seconds < 0 else seconds
 
 
-async def _open_embedder(
+async def _open_embedding_models(
     settings: Settings, thread: TorchThread, stack: AsyncExitStack
-) -> BatchedEmbedder | None:
-    """The configured embedding model, started; None when there is none.
-
-    The default model is skipped with a warning when its packages are missing (the server
-    still serves chat); a model the user named must load."""
+) -> EmbeddingModels:
+    """The configured embedding model, loaded and pinned, and every registered one, loaded
+    on demand. The default model is skipped with a warning when its packages are missing
+    (the server still serves chat); a model the user named must load."""
     try:
-        resolved = resolve_embedding_model(settings)
-        if resolved is None:
-            return None
-        model_id, path = resolved
-        embedder = await anyio.to_thread.run_sync(
-            lambda: BatchedEmbedder.load(
-                model_id, path, settings.embedding, thread, settings.server.batch_max_wait_s
-            )
-        )
+        pinned = resolve_embedding_model(settings)
     except ModelLoadError as exc:
         if "model" in settings.embedding.model_fields_set:
             raise
         logger.warning("serving no embedding model: %s", exc)
-        return None
-    embedder.start()
-    stack.push_async_callback(embedder.close)
-    return embedder
+        pinned = None
+    offers = RetrievalOffers(settings, "embedding", pinned, settings.embedding.shortenable)
 
-
-async def _open_reranker(
-    settings: Settings, thread: TorchThread, stack: AsyncExitStack
-) -> BatchedCrossEncoder | None:
-    """The configured cross-encoder, started; None when there is none."""
-    resolved = resolve_rerank_model(settings)
-    if resolved is None:
-        return None
-    model_id, path = resolved
-    reranker = await anyio.to_thread.run_sync(
-        lambda: BatchedCrossEncoder.load(
-            model_id, path, settings.rerank, thread, settings.server.batch_max_wait_s
+    async def load(offer: RetrievalOffer) -> EmbeddingEngine:
+        embedder = await anyio.to_thread.run_sync(
+            lambda: BatchedEmbedder.load(
+                offer.model_id,
+                offer.path,
+                settings.embedding,
+                thread,
+                settings.server.batch_max_wait_s,
+            )
         )
+        embedder.start()
+        return embedder
+
+    async def unload(engine: EmbeddingEngine) -> None:
+        assert isinstance(engine, BatchedEmbedder)
+        await engine.close()
+
+    models: EmbeddingModels = OnDemandModels(
+        "embedding", offers, load, unload, _retrieval_budget(settings)
     )
-    reranker.start()
-    stack.push_async_callback(reranker.close)
-    return reranker
+    stack.push_async_callback(models.close)
+    if pinned is not None:
+        try:
+            await models.pin(pinned[0])
+        except ModelLoadError as exc:
+            if "model" in settings.embedding.model_fields_set:
+                raise
+            logger.warning("serving no embedding model: %s", exc)
+            offers.pinned = None
+    return models
+
+
+async def _open_rerank_models(
+    settings: Settings, thread: TorchThread, stack: AsyncExitStack
+) -> RerankModels:
+    """The configured cross-encoder, loaded and pinned, and every registered one, loaded
+    on demand."""
+    pinned = resolve_rerank_model(settings)
+    offers = RetrievalOffers(settings, "rerank", pinned)
+
+    async def load(offer: RetrievalOffer) -> RerankEngine:
+        reranker = await anyio.to_thread.run_sync(
+            lambda: BatchedCrossEncoder.load(
+                offer.model_id,
+                offer.path,
+                settings.rerank,
+                thread,
+                settings.server.batch_max_wait_s,
+            )
+        )
+        reranker.start()
+        return reranker
+
+    async def unload(engine: RerankEngine) -> None:
+        assert isinstance(engine, BatchedCrossEncoder)
+        await engine.close()
+
+    models: RerankModels = OnDemandModels(
+        "rerank", offers, load, unload, _retrieval_budget(settings)
+    )
+    stack.push_async_callback(models.close)
+    if pinned is not None:
+        await models.pin(pinned[0])
+    return models

@@ -1,16 +1,20 @@
-"""The chat models a server offers, looked up again on each call: those named at start
-(pinned), the registered ones, and every GGUF file in the models directory. What a file
-says of itself (precision, chat format, thinking, KV cache size) is read once per version
-of the file, from its metadata, without loading its weights."""
+"""The models a server offers, looked up again on each call. Chat models: those named at
+start (pinned), the registered ones, and every GGUF file in the models directory; what a
+file says of itself (precision, chat format, thinking, KV cache size) is read once per
+version of the file, from its metadata, without loading its weights. Embedding and rerank
+models: the one named at start and the registered ones."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from privserve.config import Settings
 from privserve.engine.base import ModelSpec, TemplateThinking
+from privserve.engine.embedding.facts import DirectoryFacts, read_directory_facts
+from privserve.engine.embedding.model import trained_to_shorten
 from privserve.engine.llama.chat_format import select_chat_format
 from privserve.engine.llama.model import read_gguf_metadata
 from privserve.engine.memory import kv_cache_bytes
@@ -19,6 +23,7 @@ from privserve.models.bundled import BUNDLED_MODELS
 from privserve.models.registry import ChatModelFile
 from privserve.models.store import ModelStore
 from privserve.services.chat_models import ChatOffer
+from privserve.services.retrieval_models import RetrievalOffer
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +127,55 @@ class ChatOffers:
             thinking=None if chat_format is None else chat_format.thinking,
             kv_bytes=kv_cache_bytes(metadata, cells),
         )
+
+
+class RetrievalOffers:
+    """The embedding (or rerank) models offered: the one named at start, pinned, and every
+    registered model of that kind; what each directory says of itself is read once per
+    version of its files."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kind: Literal["embedding", "rerank"],
+        pinned: tuple[str, Path] | None,
+        shortenable: bool | None = None,
+    ) -> None:
+        self._settings = settings
+        self._kind = kind
+        self.pinned = pinned
+        self._shortenable = shortenable
+        self._facts: dict[tuple[Path, float], DirectoryFacts] = {}
+
+    def __call__(self) -> dict[str, RetrievalOffer]:
+        offers: dict[str, RetrievalOffer] = {}
+        if self.pinned is not None:
+            offers[self.pinned[0]] = self._offer(*self.pinned, pinned=True)
+        for model in ModelStore(self._settings.models_dir).all():
+            if model.kind == self._kind and model.path.is_dir() and model.name not in offers:
+                offers[model.name] = self._offer(model.name, model.path, pinned=False)
+        return offers
+
+    def _offer(self, model_id: str, path: Path, *, pinned: bool) -> RetrievalOffer:
+        facts = self._facts_of(path)
+        shortenable = self._shortenable
+        return RetrievalOffer(
+            model_id,
+            path,
+            memory_bytes=facts.weight_bytes,
+            pinned=pinned,
+            dimensions=facts.dimensions,
+            max_input_tokens=facts.max_input_tokens,
+            shortenable=trained_to_shorten(path) if shortenable is None else shortenable,
+            prompts=facts.prompts,
+        )
+
+    def _facts_of(self, path: Path) -> DirectoryFacts:
+        try:
+            key = (path.resolve(), path.stat().st_mtime)
+        except OSError:
+            return DirectoryFacts()
+        facts = self._facts.get(key)
+        if facts is None:
+            facts = self._facts[key] = read_directory_facts(path)
+        return facts

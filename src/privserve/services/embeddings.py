@@ -77,7 +77,12 @@ class EmbeddingService:
         self._config = config
 
     async def create(self, request: EmbeddingRequest, ticket: Ticket) -> EmbeddingResponse:
-        engine = self._catalog.embedding_engine(request.model)
+        async with self._catalog.using_embedder(request.model) as engine:
+            return await self._create(engine, request, ticket)
+
+    async def _create(
+        self, engine: EmbeddingEngine, request: EmbeddingRequest, ticket: Ticket
+    ) -> EmbeddingResponse:
         texts = with_instruction(instruction(engine, request), self._texts(engine, request))
         dimensions = self._dimensions(engine, request.dimensions)
         counts = await engine.count_tokens(texts)

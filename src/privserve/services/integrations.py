@@ -118,17 +118,30 @@ def describe_catalog(
     ]
     embedding = []
     for model_id in catalog.embedding_model_ids():
-        engine = catalog.embedding_engine(model_id)
-        embedding.append(
-            EmbeddingModelInfo(
-                model_id,
-                engine.dimensions,
-                engine.max_input_tokens,
-                engine.shortenable,
-                query_prompt=bool(engine.prompts.get("query")),
+        engine = catalog.embedding_models.loaded(model_id)
+        offer = catalog.embedding_offer(model_id)
+        if engine is not None:  # what the loaded model says of itself
+            embedding.append(
+                EmbeddingModelInfo(
+                    model_id,
+                    engine.dimensions,
+                    engine.max_input_tokens,
+                    engine.shortenable,
+                    query_prompt=bool(engine.prompts.get("query")),
+                )
             )
-        )
-    rerank = [RerankModelInfo(m, catalog.rerank_engine(m).method) for m in catalog.reranker_ids()]
+        elif offer and offer.dimensions is not None and offer.max_input_tokens is not None:
+            embedding.append(
+                EmbeddingModelInfo(
+                    model_id,
+                    offer.dimensions,
+                    offer.max_input_tokens,
+                    offer.shortenable,
+                    query_prompt=bool(offer.prompts.get("query")),
+                )
+            )
+        # else: a directory that does not say its sizes is listed once loaded
+    rerank = [RerankModelInfo(m, catalog.rerank_method(m)) for m in catalog.reranker_ids()]
     return ServedModels(chat=chat, embedding=embedding, rerank=rerank)
 
 

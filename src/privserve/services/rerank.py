@@ -45,9 +45,9 @@ class RerankService:
         return scores, tokens
 
     async def rerank(self, request: RerankRequest, ticket: Ticket) -> RerankResponse:
-        engine = self._catalog.rerank_engine(request.model)
         texts = request.texts()
-        scores, tokens = await self._scores(engine, request.query, texts, ticket)
+        async with self._catalog.using_reranker(request.model) as engine:
+            scores, tokens = await self._scores(engine, request.query, texts, ticket)
         order = sorted(range(len(texts)), key=lambda i: -scores[i])[: request.top_n]
         return RerankResponse(
             id=new_id("rerank-"),
@@ -67,8 +67,8 @@ class RerankService:
     async def rerank_legacy(
         self, request: LegacyRerankRequest, ticket: Ticket
     ) -> list[LegacyRerankResult]:
-        engine = self._catalog.rerank_engine(request.model)
         texts = [i.text for i in request.inputs]
-        scores, _ = await self._scores(engine, request.query, texts, ticket)
+        async with self._catalog.using_reranker(request.model) as engine:
+            scores, _ = await self._scores(engine, request.query, texts, ticket)
         ranked = sorted(zip(request.inputs, scores, strict=True), key=lambda pair: -pair[1])
         return [LegacyRerankResult(id=item.id, score=score) for item, score in ranked]

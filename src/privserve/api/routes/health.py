@@ -36,7 +36,11 @@ async def health(catalog: Catalog) -> dict[str, object] | JSONResponse:
             "unloads": catalog.chat_models.unloads,
         },
         "embedding_models": {
-            m: catalog.embedding_engine(m).stats() for m in catalog.embedding_model_ids()
+            m: catalog.embedding_engine(m).stats() for m in catalog.loaded_embedding_ids()
         },
-        "rerank_models": {m: catalog.rerank_engine(m).stats() for m in catalog.rerank_model_ids()},
+        "rerank_models": {
+            m: catalog.rerank_engine(m).stats()
+            for m in catalog.loaded_rerank_ids()
+            if m not in catalog.embedding_model_ids()
+        },
     }

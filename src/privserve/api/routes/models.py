@@ -42,6 +42,16 @@ def card(catalog: ModelCatalog, model_id: str) -> ModelCard:
         capabilities=capabilities,
         description=description,
     )
+    for models in (catalog.embedding_models, catalog.rerank_models):
+        retrieval = models.offer(model_id)
+        if retrieval is not None:
+            return model.model_copy(
+                update={
+                    "state": models.state(model_id),
+                    "pinned": models.pinned(model_id) or retrieval.pinned,
+                    "size_bytes": retrieval.memory_bytes or None,
+                }
+            )
     offer = catalog.chat_models.offer(model_id)
     if offer is None:
         return model
@@ -72,7 +82,8 @@ def _what(catalog: ModelCatalog, model_id: str) -> tuple[list[str], str | None]:
         return ["rerank"], COSINE_RERANK_NOTE
     if model_id in catalog.rerank_model_ids():
         return ["rerank"], CROSS_ENCODER_NOTE
-    if catalog.embedding_engine(model_id).prompts.get("query"):
+    retrieval = catalog.embedding_offer(model_id)
+    if retrieval is not None and retrieval.prompts.get("query"):
         return ["embeddings", "rerank"], COSINE_NOTE + QUERY_PROMPT_NOTE
     return ["embeddings", "rerank"], COSINE_NOTE
 

@@ -37,7 +37,7 @@ async def rerank(
     except ValidationError as exc:
         raise _as_body_error(exc) from None
     # No model named: the default reranker answers, and the key must be allowed it.
-    async with metered(ticket, parsed.model or catalog.rerank_engine(None).model_id):
+    async with metered(ticket, parsed.model or catalog.default_reranker_id()):
         if isinstance(parsed, LegacyRerankRequest):
             return await unless_disconnected(request, service.rerank_legacy(parsed, ticket))
         return await unless_disconnected(request, service.rerank(parsed, ticket))
