@@ -36,16 +36,21 @@ def cross_encoder(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def reference_scores(directory: Path, query: str, documents: list[str]) -> list[float]:
-    """The sigmoid of the checkpoint's logit for each pair, straight from transformers."""
-    model = BertForSequenceClassification.from_pretrained(directory).eval()
-    tokenizer = bert_wordpiece(max_length=MAX_LENGTH).from_pretrained(directory)
+def reference_scores(
+    directory: Path, query: str, documents: list[str], max_length: int = MAX_LENGTH
+) -> list[float]:
+    """The sigmoid of a cross-encoder checkpoint's logit for each pair, straight from
+    transformers, whatever its architecture."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
     encoded = tokenizer(
         [query] * len(documents),
         documents,
         padding=True,
         truncation=True,
-        max_length=MAX_LENGTH,
+        max_length=max_length,
         return_tensors="pt",
     )
     with torch.inference_mode():

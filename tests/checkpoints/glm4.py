@@ -5,11 +5,16 @@ split pattern and tokens, and a chat template of the family's kind."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import GlmConfig, GlmForCausalLM, PreTrainedTokenizerFast
 
-from tests.checkpoints.llama_family import byte_level_bpe, saved_byte_level_tokenizer
+from tests.checkpoints.llama_family import (
+    TINY_DECODER,
+    byte_level_bpe,
+    saved_byte_level_tokenizer,
+)
 
 # GLM-4 splits text with the same pattern as Llama 3.
 PATTERN = (
@@ -46,22 +51,20 @@ def glm4(directory: Path, seed: int = 0) -> Path:
         chat_template=TEMPLATE,
     )
     torch.manual_seed(seed)
-    ids = tokenizer.convert_tokens_to_ids
-    config = GlmConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=64,
-        max_position_embeddings=512,
-        eos_token_id=[ids("<|endoftext|>"), ids("<|user|>"), ids("<|observation|>")],
-        pad_token_id=ids("<|endoftext|>"),
-        torch_dtype="bfloat16",
-    )
-    GlmForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    GlmForCausalLM(GlmConfig(**_glm_shape(tokenizer))).to(torch.bfloat16).save_pretrained(directory)
     return directory
+
+
+def _glm_shape(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
+    """What the tiny GLM-4 and GLM-4-0414 checkpoints share: sizes, ids, dtype."""
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "vocab_size": len(tokenizer),
+        **TINY_DECODER,
+        "eos_token_id": [ids("<|endoftext|>"), ids("<|user|>"), ids("<|observation|>")],
+        "pad_token_id": ids("<|endoftext|>"),
+        "torch_dtype": "bfloat16",
+    }
 
 
 Z1_TEMPLATE = (Path(__file__).parents[1] / "data" / "glm-z1-style.jinja").read_text()
@@ -84,21 +87,6 @@ def glm_z1(directory: Path, seed: int = 0) -> Path:
     tokenizer.add_tokens(["<think>", "</think>"])
     tokenizer.save_pretrained(directory)
     torch.manual_seed(seed)
-    ids = tokenizer.convert_tokens_to_ids
-    config = Glm4Config(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=64,
-        partial_rotary_factor=0.5,
-        attention_bias=True,
-        max_position_embeddings=512,
-        eos_token_id=[ids("<|endoftext|>"), ids("<|user|>"), ids("<|observation|>")],
-        pad_token_id=ids("<|endoftext|>"),
-        torch_dtype="bfloat16",
-    )
+    config = Glm4Config(**_glm_shape(tokenizer), partial_rotary_factor=0.5, attention_bias=True)
     Glm4ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
     return directory

@@ -207,7 +207,6 @@ def saved_byte_level_tokenizer(
 
 
 def qwen2(directory: Path, seed: int = 0) -> Path:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     directory.mkdir(parents=True, exist_ok=True)
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -220,6 +219,16 @@ def qwen2(directory: Path, seed: int = 0) -> Path:
         chat_template=CHATML_TEMPLATE,
     )
     torch.manual_seed(seed)
+    _save_qwen2(directory, tokenizer, bos=None, eos="<|im_end|>")
+    return directory
+
+
+def _save_qwen2(
+    directory: Path, tokenizer: PreTrainedTokenizerFast, *, bos: int | None, eos: str
+) -> None:
+    """A tiny Qwen2 layout with `tokenizer`'s vocabulary, saved in bf16."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=256,
@@ -230,12 +239,11 @@ def qwen2(directory: Path, seed: int = 0) -> Path:
         max_position_embeddings=512,
         rms_norm_eps=1e-6,
         tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        bos_token_id=bos,
+        eos_token_id=tokenizer.convert_tokens_to_ids(eos),
         torch_dtype="bfloat16",
     )
     Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
-    return directory
 
 
 QWEN3_TEMPLATE = (Path(__file__).parents[1] / "data" / "qwen3-style.jinja").read_text()
@@ -259,17 +267,23 @@ def _qwen3_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+# The sizes of the tiny decoders with a head size of their own (Qwen3, GLM-4).
+TINY_DECODER: dict[str, Any] = {
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "max_position_embeddings": 512,
+}
+
+
 def _qwen3_shape(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
     """What the tiny Qwen3 and Qwen3-MoE checkpoints share: sizes, norms, ids, dtype."""
     return {
         "vocab_size": len(tokenizer),
-        "hidden_size": 256,
-        "intermediate_size": 512,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 64,
-        "max_position_embeddings": 512,
+        **TINY_DECODER,
         "rms_norm_eps": 1e-6,
         "tie_word_embeddings": False,
         "bos_token_id": None,
@@ -314,7 +328,6 @@ def r1_distill_qwen(directory: Path, seed: int = 0) -> Path:
     """A DeepSeek-R1 distill of Qwen2: Qwen2's layout and split pattern, R1's own special
     tokens with a BOS before every text, the thinking tags as plain tokens, and an R1-style
     template that opens the block in the generation prompt."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     directory.mkdir(parents=True, exist_ok=True)
     # R1's tokens, and Qwen's own, which the distills keep.
@@ -340,21 +353,7 @@ def r1_distill_qwen(directory: Path, seed: int = 0) -> Path:
         json.dumps(json.loads(config_file.read_text()) | {"add_bos_token": True}, indent=2)
     )
     torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        bos_token_id=bos,
-        eos_token_id=tokenizer.convert_tokens_to_ids(R1_EOS),
-        torch_dtype="bfloat16",
-    )
-    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    _save_qwen2(directory, tokenizer, bos=bos, eos=R1_EOS)
     return directory
 
 

@@ -23,6 +23,7 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast
 
+from tests.checkpoints import bert
 from tests.checkpoints.llama_family import QWEN2_PATTERN, byte_level_bpe
 from tests.checkpoints.tokenizers import CORPUS
 
@@ -162,18 +163,4 @@ def xlm_roberta_reranker(directory: Path, seed: int = 0) -> Path:
 
 def xlm_roberta_scores(directory: Path, query: str, documents: list[str]) -> list[float]:
     """The sigmoid of the checkpoint's logit for each pair, straight from transformers."""
-    from transformers import AutoTokenizer, XLMRobertaForSequenceClassification
-
-    model = XLMRobertaForSequenceClassification.from_pretrained(directory).eval()
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    encoded = tokenizer(
-        [query] * len(documents),
-        documents,
-        padding=True,
-        truncation=True,
-        max_length=MAX_LENGTH,
-        return_tensors="pt",
-    )
-    with torch.inference_mode():
-        logits = model(**encoded).logits.reshape(-1)
-    return [float(s) for s in torch.sigmoid(logits)]
+    return bert.reference_scores(directory, query, documents, MAX_LENGTH)

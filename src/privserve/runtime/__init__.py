@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -240,24 +240,7 @@ async def _open_embedding_models(
         logger.warning("serving no embedding model: %s", exc)
         pinned = None
     offers = RetrievalOffers(settings, "embedding", pinned, settings.embedding.shortenable)
-
-    async def load(offer: RetrievalOffer) -> EmbeddingEngine:
-        embedder = await anyio.to_thread.run_sync(
-            lambda: BatchedEmbedder.load(
-                offer.model_id,
-                offer.path,
-                settings.embedding,
-                thread,
-                settings.server.batch_max_wait_s,
-            )
-        )
-        embedder.start()
-        return embedder
-
-    async def unload(engine: EmbeddingEngine) -> None:
-        assert isinstance(engine, BatchedEmbedder)
-        await engine.close()
-
+    load, unload = _on_torch_thread(BatchedEmbedder, settings.embedding, thread, settings)
     models: EmbeddingModels = OnDemandModels(
         "embedding", offers, load, unload, _retrieval_budget(settings)
     )
@@ -280,24 +263,7 @@ async def _open_rerank_models(
     on demand."""
     pinned = resolve_rerank_model(settings)
     offers = RetrievalOffers(settings, "rerank", pinned)
-
-    async def load(offer: RetrievalOffer) -> RerankEngine:
-        reranker = await anyio.to_thread.run_sync(
-            lambda: BatchedCrossEncoder.load(
-                offer.model_id,
-                offer.path,
-                settings.rerank,
-                thread,
-                settings.server.batch_max_wait_s,
-            )
-        )
-        reranker.start()
-        return reranker
-
-    async def unload(engine: RerankEngine) -> None:
-        assert isinstance(engine, BatchedCrossEncoder)
-        await engine.close()
-
+    load, unload = _on_torch_thread(BatchedCrossEncoder, settings.rerank, thread, settings)
     models: RerankModels = OnDemandModels(
         "rerank", offers, load, unload, _retrieval_budget(settings)
     )
@@ -305,3 +271,28 @@ async def _open_rerank_models(
     if pinned is not None:
         await models.pin(pinned[0])
     return models
+
+
+Batched = TypeVar("Batched", BatchedEmbedder, BatchedCrossEncoder)
+
+
+def _on_torch_thread(
+    kind: type[Batched], config: Any, thread: TorchThread, settings: Settings
+) -> tuple[Callable[[RetrievalOffer], Awaitable[Batched]], Callable[[Any], Awaitable[None]]]:
+    """How an embedding or rerank model of `kind` is loaded (on the torch thread, then its
+    batcher started) and unloaded (its batcher closed)."""
+
+    async def load(offer: RetrievalOffer) -> Batched:
+        engine = await anyio.to_thread.run_sync(
+            lambda: kind.load(
+                offer.model_id, offer.path, config, thread, settings.server.batch_max_wait_s
+            )
+        )
+        engine.start()
+        return engine
+
+    async def unload(engine: Any) -> None:
+        assert isinstance(engine, kind)
+        await engine.close()
+
+    return load, unload
