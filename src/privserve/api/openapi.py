@@ -29,6 +29,16 @@ from privserve.protocol.rerank import (
 )
 
 _REF = "#/components/schemas/{model}"
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "string", "description": "A chunk's JSON, an error's, or [DONE]."},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
 _WHY = {
@@ -140,7 +150,8 @@ def _add_stream(operation: dict[str, Any], chunk: str) -> None:
         f"`data: {{{chunk}}}` for each chunk, then `data: [DONE]`; an error after the first "
         "chunk ends the stream with one `data: {ErrorResponse}` event."
     )
-    ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+    # Before Open API 3.2, an event stream's `schema` describes each event.
+    ok["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
 
 
 def _describe_rerank(operation: dict[str, Any]) -> None:
