@@ -22,6 +22,9 @@ DEFAULT_PORT = 6006  # the port FastGPT users know from the old openai_api.py sc
 
 class ServerConfig(BaseModel):
     host: str = Field("127.0.0.1", description="Interface to listen on; 0.0.0.0 in containers.")
+    metrics_need_admin_key: bool = Field(
+        False, description="GET /metrics answers only an admin key (default: anyone, as /health)."
+    )
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port (0 picks a free one).")
     max_queued_requests: int = Field(
         64, ge=1, description="Requests that may wait per model before new ones get 429."

@@ -230,3 +230,18 @@ def test_a_draining_server_answers_503_with_retry_after(api: TestClient) -> None
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["code"] == "shutting_down"
+
+
+def test_metrics_can_be_kept_for_admin_keys(tmp_path: Path, engine: FakeEngine) -> None:
+    settings = Settings(
+        home=tmp_path,
+        api_key="sk-ps-user",  # type: ignore[arg-type]
+        admin_key="sk-ps-admin",  # type: ignore[arg-type]
+        server={"metrics_need_admin_key": True},  # type: ignore[arg-type]
+    )
+    with TestClient(create_app(settings, text_engines={"fake": engine})) as client:
+        assert client.get("/metrics").status_code == 401
+        user = client.get("/metrics", headers={"Authorization": "Bearer sk-ps-user"})
+        assert user.status_code == 403
+        admin = client.get("/metrics", headers={"Authorization": "Bearer sk-ps-admin"})
+        assert admin.status_code == 200 and "privserve_build_info" in admin.text

@@ -26,8 +26,11 @@ from privserve.api.routes import (
     rerank,
     tokens,
 )
+from privserve.api.routes import metrics as metrics_route
+from privserve.api.routes.metrics import EngineCollector
 from privserve.config import Settings
 from privserve.engine.base import EmbeddingEngine, TextEngine
+from privserve.metering.metrics import Metrics
 from privserve.runtime import open_runtime
 
 
@@ -64,6 +67,9 @@ def create_app(
             app.state.embedding_service = runtime.embeddings
             app.state.rerank_service = runtime.rerank
             app.state.token_service = runtime.tokens
+            metrics = runtime.meter.metrics or Metrics()
+            metrics.add_collector(EngineCollector(runtime.catalog))
+            app.state.metrics = metrics
             yield
 
     app = FastAPI(title="privserve", version=__version__, lifespan=lifespan)
@@ -80,6 +86,7 @@ def create_app(
     # Outermost: every response, a 503 or a 413 included, says its request id.
     app.add_middleware(ResponseHeaders)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
     v1.include_router(models.router)
     v1.include_router(chat.router)

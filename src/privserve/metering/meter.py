@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from privserve.auth.access import KeyAccess, KeyLimits, Priority, Quota
 from privserve.errors import InsufficientQuota, PrivserveError, RateLimited
 from privserve.metering.leases import Promise, QuotaLeases
+from privserve.metering.metrics import Metrics
 from privserve.metering.rates import RateLimiter, Window, reset_text
 from privserve.metering.writer import LedgerWriter
 from privserve.storage.usage import Settlement, UsageEntry
@@ -47,6 +48,7 @@ class Meter:
     limiter: RateLimiter
     writer: LedgerWriter | None
     leases: QuotaLeases | None = None  # with the writer: the quotas' leases
+    metrics: Metrics | None = None
 
     def ticket(
         self, access: KeyAccess, endpoint: str, request_id: str, headers: dict[str, str]
@@ -114,6 +116,13 @@ class Ticket:
     async def start(self, model: str) -> None:
         """Counts the request against requests/min and concurrency (RateLimited)."""
         self.model = model[:200]
+        try:
+            await self._start()
+        except RateLimited as exc:
+            self._rejected(exc)
+            raise
+
+    async def _start(self) -> None:
         if self._meter is None or not self._limits.limits_rate:
             return
         limiter, key_id, limits = self._meter.limiter, self.access.key_id, self._limits
@@ -135,6 +144,19 @@ class Ticket:
     async def admit(self, prompt_tokens: int, most_tokens: int) -> None:
         """The prompt is known: counts it against tokens/min and reserves `most_tokens`
         (prompt plus the most the answer may take) from the quota, or raises 429."""
+        try:
+            await self._admit(prompt_tokens, most_tokens)
+        except (RateLimited, InsufficientQuota) as exc:
+            self._rejected(exc)
+            raise
+
+    def _rejected(self, error: RateLimited | InsufficientQuota) -> None:
+        metrics = None if self._meter is None else self._meter.metrics
+        if metrics is not None:
+            kind = "quota" if isinstance(error, InsufficientQuota) else error.type
+            metrics.rejected(self.access.key_id, kind)
+
+    async def _admit(self, prompt_tokens: int, most_tokens: int) -> None:
         if self._meter is not None:
             tpm = self._limits.tpm
             if tpm is not None:
@@ -174,9 +196,6 @@ class Ticket:
         limiter, writer, key_id = self._meter.limiter, self._meter.writer, self.access.key_id
         if self._limits.tpm is not None:
             await limiter.charge_tokens(key_id, self._limits.tpm, completion_tokens)
-        if writer is None:
-            return
-        hold = self._hold
         now = time.perf_counter()
         entry = UsageEntry(
             request_id=self.request_id,
@@ -194,6 +213,11 @@ class Ticket:
             else (self._first_token_at - self._started) * 1000,
             duration_ms=(now - self._started) * 1000,
         )
+        if self._meter.metrics is not None:
+            self._meter.metrics.observe(entry)
+        if writer is None:
+            return
+        hold = self._hold
         await writer.apply(
             Settlement(
                 entry,

@@ -29,6 +29,7 @@ from privserve.engine.memory import free_ram_bytes
 from privserve.errors import ModelLoadError, StorageUnavailable
 from privserve.metering.leases import QuotaLeases
 from privserve.metering.meter import Meter
+from privserve.metering.metrics import Metrics
 from privserve.metering.rates import RateLimiter
 from privserve.metering.writer import LedgerWriter
 from privserve.models.bundled import BUNDLED_MODELS, materialize
@@ -130,13 +131,13 @@ async def _open_meter(settings: Settings, usage: UsageRepo, stack: AsyncExitStac
             f"cannot reach the rate-limit storage {settings.limits.storage_url}: {exc}"
         ) from exc
     if not settings.ledger.enabled:
-        return Meter(limiter, None)
+        return Meter(limiter, None, metrics=Metrics())
     writer = LedgerWriter(usage)
     writer.start()
     stack.push_async_callback(writer.close)
     leases = QuotaLeases(writer, settings.ledger.hold_s)
     stack.push_async_callback(leases.close)  # before the writer closes
-    return Meter(limiter, writer, leases)
+    return Meter(limiter, writer, leases, Metrics())
 
 
 async def _in_thread(close: Callable[[], None]) -> None:
