@@ -145,7 +145,7 @@ class RetrievalOffers:
         self._kind = kind
         self.pinned = pinned
         self._shortenable = shortenable
-        self._facts: dict[tuple[Path, float], DirectoryFacts] = {}
+        self._facts: dict[tuple[Path, float], tuple[DirectoryFacts, bool]] = {}
 
     def __call__(self) -> dict[str, RetrievalOffer]:
         offers: dict[str, RetrievalOffer] = {}
@@ -157,7 +157,7 @@ class RetrievalOffers:
         return offers
 
     def _offer(self, model_id: str, path: Path, *, pinned: bool) -> RetrievalOffer:
-        facts = self._facts_of(path)
+        facts, trained_short = self._facts_of(path)
         shortenable = self._shortenable
         return RetrievalOffer(
             model_id,
@@ -166,16 +166,17 @@ class RetrievalOffers:
             pinned=pinned,
             dimensions=facts.dimensions,
             max_input_tokens=facts.max_input_tokens,
-            shortenable=trained_to_shorten(path) if shortenable is None else shortenable,
+            shortenable=trained_short if shortenable is None else shortenable,
             prompts=facts.prompts,
         )
 
-    def _facts_of(self, path: Path) -> DirectoryFacts:
+    def _facts_of(self, path: Path) -> tuple[DirectoryFacts, bool]:
+        """The directory's facts, and whether its card says it was trained to shorten."""
         try:
             key = (path.resolve(), path.stat().st_mtime)
         except OSError:
-            return DirectoryFacts()
+            return DirectoryFacts(), False
         facts = self._facts.get(key)
         if facts is None:
-            facts = self._facts[key] = read_directory_facts(path)
+            facts = self._facts[key] = (read_directory_facts(path), trained_to_shorten(path))
         return facts

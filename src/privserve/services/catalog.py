@@ -110,6 +110,11 @@ class ModelCatalog:
         """The named reranker (a cross-encoder, or an embedding model by its own id or its
         cosine rerank id), or the default one; loaded first if need be."""
         model_id = model_id or self.default_reranker_id()
+        # Loaded models first: looking up what is offered reads the registry.
+        if self.rerank_models.loaded(model_id) is not None:
+            async with self.rerank_models.use(model_id) as loaded:
+                yield loaded
+            return
         embedding_id = self._cosine_of(model_id)
         if embedding_id in self.embedding_models.offered() and not self._is_cross_encoder(model_id):
             async with self.embedding_models.use(embedding_id) as embedder:
@@ -130,6 +135,10 @@ class ModelCatalog:
     def default_reranker_id(self) -> str:
         """What answers a rerank request that names no model: a cross-encoder loaded at
         start, else an embedding model loaded at start, else the first offered."""
+        for models in (self.rerank_models, self.embedding_models):
+            for model_id in models.loaded_ids():
+                if models.pinned(model_id):
+                    return model_id
         cross = self.rerank_models.offered()
         embedding = self.embedding_models.offered()
         for offers in (cross, embedding):
@@ -177,6 +186,8 @@ class ModelCatalog:
 
     def _cosine_of(self, model_id: str) -> str:
         """The embedding model a cosine rerank id stands for (or the id itself)."""
+        if self.embedding_models.loaded(model_id) is not None:
+            return model_id
         if (
             model_id.endswith(COSINE_RERANK_SUFFIX)
             and model_id not in self.embedding_models.offered()
