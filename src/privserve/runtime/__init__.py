@@ -14,7 +14,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -149,15 +149,10 @@ async def _open_chat_models(settings: Settings, stack: AsyncExitStack) -> ChatMo
     their first request and unload when idle (a sweep each second) or to make room."""
     pinned = resolve_chat_models(settings)
     memory = settings.max_model_memory_gb
-    budget = Budget(
+    budget = replace(
+        _keep_alive_budget(settings),
         max_loaded=settings.max_loaded_models,
         memory_bytes=int(memory * 2**30) if memory else int(free_ram_bytes() * 0.9),
-        keep_alive_s=_forever_if_negative(settings.keep_alive),
-        keep_alive_by_model={
-            model_id: _forever_if_negative(model.keep_alive)
-            for model_id, model in settings.models.items()
-            if model.keep_alive is not None
-        },
     )
 
     async def load(spec: ModelSpec) -> TextEngine:
@@ -211,8 +206,9 @@ async def _sweep_each_second(
     stack.push_async_callback(stop)
 
 
-def _retrieval_budget(settings: Settings) -> Budget:
-    """Embedding and rerank models are small beside chat models: bounded by keep-alive."""
+def _keep_alive_budget(settings: Settings) -> Budget:
+    """How long idle models stay loaded, and nothing more: embedding and rerank models
+    are small beside chat models; chat models add their count and memory bounds."""
     return Budget(
         keep_alive_s=_forever_if_negative(settings.keep_alive),
         keep_alive_by_model={
@@ -243,7 +239,7 @@ async def _open_embedding_models(
     offers = RetrievalOffers(settings, "embedding", pinned, settings.embedding.shortenable)
     load, unload = _on_torch_thread(BatchedEmbedder, settings.embedding, thread, settings)
     models: EmbeddingModels = OnDemandModels(
-        "embedding", offers, load, unload, _retrieval_budget(settings)
+        "embedding", offers, load, unload, _keep_alive_budget(settings)
     )
     stack.push_async_callback(models.close)
     if pinned is not None:
@@ -266,7 +262,7 @@ async def _open_rerank_models(
     offers = RetrievalOffers(settings, "rerank", pinned)
     load, unload = _on_torch_thread(BatchedCrossEncoder, settings.rerank, thread, settings)
     models: RerankModels = OnDemandModels(
-        "rerank", offers, load, unload, _retrieval_budget(settings)
+        "rerank", offers, load, unload, _keep_alive_budget(settings)
     )
     stack.push_async_callback(models.close)
     if pinned is not None:
