@@ -121,26 +121,18 @@ def describe_catalog(
         engine = catalog.embedding_models.loaded(model_id)
         offer = catalog.embedding_offer(model_id)
         if engine is not None:  # what the loaded model says of itself
-            embedding.append(
-                EmbeddingModelInfo(
-                    model_id,
-                    engine.dimensions,
-                    engine.max_input_tokens,
-                    engine.shortenable,
-                    query_prompt=bool(engine.prompts.get("query")),
-                )
-            )
+            sizes = (engine.dimensions, engine.max_input_tokens)
+            shortenable, prompts = engine.shortenable, engine.prompts
         elif offer and offer.dimensions is not None and offer.max_input_tokens is not None:
-            embedding.append(
-                EmbeddingModelInfo(
-                    model_id,
-                    offer.dimensions,
-                    offer.max_input_tokens,
-                    offer.shortenable,
-                    query_prompt=bool(offer.prompts.get("query")),
-                )
+            sizes = (offer.dimensions, offer.max_input_tokens)
+            shortenable, prompts = offer.shortenable, offer.prompts
+        else:
+            continue  # a directory that does not say its sizes is listed once loaded
+        embedding.append(
+            EmbeddingModelInfo(
+                model_id, *sizes, shortenable, query_prompt=bool(prompts.get("query"))
             )
-        # else: a directory that does not say its sizes is listed once loaded
+        )
     rerank = [RerankModelInfo(m, catalog.rerank_method(m)) for m in catalog.reranker_ids()]
     return ServedModels(chat=chat, embedding=embedding, rerank=rerank)
 
