@@ -54,7 +54,15 @@ install-clients: $(LITELLM_VENV)/.installed $(NODE_CLIENT)/node_modules/.install
 serve: install
 	$(BIN)/privserve serve $(SERVE_ARGS)
 
-test: install-dev install-clients
+# The console's browser tests drive Debian's Chromium through Playwright.
+CHROMIUM ?= /usr/bin/chromium
+
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the console's browser tests…"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+test: install-dev install-clients $(CHROMIUM)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

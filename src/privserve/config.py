@@ -26,6 +26,9 @@ class ServerConfig(BaseModel):
         False, description="GET /metrics answers only an admin key (default: anyone, as /health)."
     )
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    console: bool = Field(
+        True, description="Serve the web console at /ui (it signs in with an API key)."
+    )
     max_queued_requests: int = Field(
         64, ge=1, description="Requests that may wait per model before new ones get 429."
     )
@@ -167,6 +170,23 @@ class LedgerConfig(BaseModel):
     )
 
 
+class SamplingDefaults(BaseModel):
+    """A model's sampling when a request does not say (as a model's generation_config or an
+    Ollama Modelfile's PARAMETER lines give them); unset: OpenAI's defaults."""
+
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+
+    def under(self, fallback: SamplingDefaults) -> SamplingDefaults:
+        """These values, with `fallback`'s where these are unset."""
+        return SamplingDefaults.model_validate(
+            fallback.model_dump(exclude_none=True) | self.model_dump(exclude_none=True)
+        )
+
+
 class ModelSettings(BaseModel):
     """Settings of one served model, by its id (`[models."qwen3-8b"]` in the TOML file)."""
 
@@ -188,6 +208,11 @@ class ModelSettings(BaseModel):
         None,
         description="Seconds the model stays loaded once idle (-1: always); default: the "
         "server's keep_alive.",
+    )
+    sampling: SamplingDefaults = Field(
+        default_factory=SamplingDefaults,
+        description="Sampling when a request does not say (temperature, top_p, top_k, min_p, "
+        "repetition_penalty); a bundled model comes with its authors' recommendation.",
     )
 
 

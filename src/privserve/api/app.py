@@ -16,6 +16,7 @@ from privserve.api.errors import install_error_handlers
 from privserve.api.metered import ResponseHeaders
 from privserve.api.openapi import install_openapi
 from privserve.api.routes import (
+    account,
     admin,
     chat,
     completions,
@@ -27,6 +28,7 @@ from privserve.api.routes import (
     tokens,
 )
 from privserve.api.routes import metrics as metrics_route
+from privserve.api.routes.console import install_console
 from privserve.api.routes.metrics import EngineCollector
 from privserve.config import Settings
 from privserve.engine.base import EmbeddingEngine, TextEngine
@@ -94,9 +96,12 @@ def create_app(
     v1.include_router(embeddings.router)
     v1.include_router(rerank.router)
     v1.include_router(integrations.router)
+    v1.include_router(account.router)
     app.include_router(v1)
     app.include_router(admin.router, prefix="/admin/v1", dependencies=[Depends(require_api_key)])
     # FastGPT's rerank settings take a full URL; many point it at `{base}/rerank`.
     app.include_router(rerank.router, dependencies=[Depends(require_api_key)])
     app.include_router(tokens.router, dependencies=[Depends(require_api_key)])
+    if settings.server.console:
+        install_console(app)
     return app

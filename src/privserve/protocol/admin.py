@@ -101,3 +101,13 @@ class UsageReport(BaseModel):
     by: Literal["key", "model", "day"]
     since: datetime | None
     data: list[UsageGroup]
+
+
+class Caller(BaseModel):
+    """The key a request came with: `GET /v1/privserve/me`."""
+
+    object: Literal["caller"] = "caller"
+    key_id: int
+    name: str
+    admin: bool = Field(description="Whether the key may manage keys, usage and models.")
+    models: list[str] = Field(description="Model ids or `*` patterns it may use; empty: all.")

@@ -32,7 +32,7 @@ from privserve.metering.meter import Meter
 from privserve.metering.metrics import Metrics
 from privserve.metering.rates import RateLimiter
 from privserve.metering.writer import LedgerWriter
-from privserve.models.bundled import BUNDLED_MODELS, materialize
+from privserve.models.bundled import BUNDLED_MODELS, materialize, with_bundled_sampling
 from privserve.models.registry import (
     resolve_chat_models,
     resolve_embedding_model,
@@ -100,11 +100,12 @@ async def open_runtime(
             offered_chat, embedders, cross_encoders = chats, embedding, rerank
         catalog = ModelCatalog(offered_chat, embedders, cross_encoders)
         fit = settings.server.fit_max_tokens
+        models = with_bundled_sampling(settings.models)
         chat = ChatService(
             catalog,
             fit_max_tokens=fit,
             reasoning_format=settings.reasoning_format,
-            model_settings=settings.models,
+            model_settings=models,
         )
         yield Runtime(
             settings=settings,
@@ -113,7 +114,11 @@ async def open_runtime(
             usage=usage,
             catalog=catalog,
             chat=chat,
-            completions=CompletionService(catalog, fit_max_tokens=fit),
+            completions=CompletionService(
+                catalog,
+                fit_max_tokens=fit,
+                sampling={model_id: model.sampling for model_id, model in models.items()},
+            ),
             embeddings=EmbeddingService(catalog, settings.embedding),
             rerank=RerankService(catalog),
             tokens=TokenService(catalog, chat),

@@ -16,6 +16,7 @@ from privserve.auth.keys import (
 )
 from privserve.errors import NotFound
 from privserve.protocol.admin import (
+    Caller,
     KeyCreate,
     KeyCreated,
     KeyInfo,
@@ -175,6 +176,17 @@ class KeyAdmin:
             if row is None:
                 raise NotFound(f"no key {key!r}", param="key")
             key_id = row.id
+        return await self.usage_of(key_id, model=model, since_text=since_text, by=by)
+
+    async def usage_of(
+        self,
+        key_id: int | None,
+        *,
+        model: str | None = None,
+        since_text: str | None = None,
+        by: UsageGrouping = "key",
+    ) -> UsageReport:
+        """As `usage`, for one key by its id (None: every key)."""
         start = since(since_text)
         sums = await self._usage.sums(UsageFilter(key_id, model, start), by)
         names = {row.id: row.name for row in await self._store.all()} if by == "key" else {}
@@ -194,6 +206,16 @@ class KeyAdmin:
                 )
                 for s in sums
             ],
+        )
+
+    async def caller(self, key: access.KeyAccess) -> Caller:
+        """Who a key is, for a client that shows what the key may do."""
+        row = None if key.key_id in ENV_KEY_NAMES else await self._store.get(key.key_id)
+        return Caller(
+            key_id=key.key_id,
+            name=row.name if row is not None else _key_name(key.key_id, {}),
+            admin=key.is_admin,
+            models=list(key.models),
         )
 
 

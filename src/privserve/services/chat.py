@@ -176,7 +176,10 @@ class ChatService:
             template = engine.thinking
         else:
             template = (offer.thinking if offer else None) or TemplateThinking()
-        return model_thinks(template, self._model_settings.get(model_id) or ModelSettings())
+        return model_thinks(template, self._settings_of(model_id))
+
+    def _settings_of(self, model_id: str) -> ModelSettings:
+        return self._model_settings.get(model_id) or ModelSettings()
 
     async def create(self, request: ChatCompletionRequest, ticket: Ticket) -> ChatCompletion:
         submitted = await self._submit(request, ticket)
@@ -332,7 +335,7 @@ class ChatService:
         only the answer after it to a schema or a tool call. A client's own `grammar` holds
         the whole output, the block included. For the others the prompt opens the block
         (where the template did not), so the model's first token is not held to them."""
-        settings = self._model_settings.get(engine.model_id) or ModelSettings()
+        settings = self._settings_of(engine.model_id)
         budget = request.reasoning_budget()
         if budget is None:
             budget = settings.thinking_budget
@@ -360,7 +363,7 @@ class ChatService:
         """The request's prompt as the model reads it: its template, its tools, thinking on
         or off."""
         tools = plan_tools(request, engine.tool_format)
-        settings = self._model_settings.get(engine.model_id) or ModelSettings()
+        settings = self._settings_of(engine.model_id)
         thinking = plan_thinking(
             engine.thinking,
             settings,
@@ -426,6 +429,7 @@ class ChatService:
             constraint=constraint,
             priority=ticket.priority,
             thinking=control,
+            defaults=self._settings_of(engine.model_id).sampling,
         )
         return SubmittedChat(
             engine.model_id,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
 
+from privserve.config import SamplingDefaults
 from privserve.engine.base import FinishReason, TextEngine, TokenStream
 from privserve.errors import InvalidRequest
 from privserve.metering.meter import Ticket
@@ -46,9 +47,16 @@ class _Prompt:
 
 
 class CompletionService:
-    def __init__(self, catalog: ModelCatalog, *, fit_max_tokens: bool = False) -> None:
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        *,
+        fit_max_tokens: bool = False,
+        sampling: Mapping[str, SamplingDefaults] | None = None,
+    ) -> None:
         self._catalog = catalog
         self._fit_max_tokens = fit_max_tokens
+        self._sampling = dict(sampling or {})
 
     async def create(self, request: CompletionRequest, ticket: Ticket) -> Completion:
         engine, prompts, streams = await self._submit(request, ticket)
@@ -199,6 +207,7 @@ class CompletionService:
                 top_logprobs=request.logprobs,
                 constraint=constraint,
                 priority=ticket.priority,
+                defaults=self._sampling.get(engine.model_id),
             )
             most_tokens += len(prompt.tokens) + max_tokens * (request.n or 1)
         await ticket.admit(sum(len(p.tokens) for p in prompts), most_tokens)

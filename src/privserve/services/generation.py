@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import anyio
 
+from privserve.config import SamplingDefaults
 from privserve.engine.base import (
     FinishReason,
     GenerationRequest,
@@ -29,6 +30,7 @@ from privserve.metering.meter import Ticket, status_of
 from privserve.protocol.common import SamplingFields
 
 T = TypeVar("T")
+_Value = TypeVar("_Value", int, float)
 
 
 def new_id(prefix: str) -> str:
@@ -76,25 +78,33 @@ def choice_requests(
     constraint: OutputConstraint | None = None,
     priority: Priority = "interactive",
     thinking: ThinkingControl | None = None,
+    defaults: SamplingDefaults | None = None,
 ) -> list[GenerationRequest]:
     """One engine request per choice; with a seed, choice i uses seed + i so choices differ.
+    What the request leaves unset comes from the model's `defaults`, else OpenAI's.
 
     `top_logprobs` None: no log-probabilities; a number: the chosen token's and that many
     alternatives'. The engine shares the prompt's cache between the choices."""
     n = fields.n or 1
+    model = defaults or SamplingDefaults()
+    temperature = _first(fields.temperature, model.temperature, 1.0)
+    top_p = _first(fields.top_p, model.top_p, 1.0)
+    top_k = max(_first(fields.top_k, model.top_k, 0), 0)
+    min_p = _first(fields.min_p, model.min_p, 0.0)
+    repetition_penalty = _first(fields.repetition_penalty, model.repetition_penalty, 1.0)
     requests = []
     for i in range(n):
         sampling = SamplingParams(
             max_tokens=max_tokens,
-            temperature=1.0 if fields.temperature is None else fields.temperature,
-            top_p=1.0 if fields.top_p is None else fields.top_p,
-            top_k=max(fields.top_k or 0, 0),
-            min_p=fields.min_p or 0.0,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            min_p=min_p,
             stop=fields.stop_sequences(),
             seed=None if fields.seed is None else fields.seed + i,
             presence_penalty=fields.presence_penalty or 0.0,
             frequency_penalty=fields.frequency_penalty or 0.0,
-            repetition_penalty=fields.repetition_penalty or 1.0,
+            repetition_penalty=repetition_penalty,
             logit_bias=fields.token_biases(),
             logprobs=top_logprobs is not None,
             top_logprobs=top_logprobs or 0,
@@ -104,6 +114,12 @@ def choice_requests(
             GenerationRequest(prompt, sampling, f"{request_id}/{i}", priority, thinking)
         )
     return requests
+
+
+def _first(given: _Value | None, model: _Value | None, default: _Value) -> _Value:
+    if given is not None:
+        return given
+    return default if model is None else model
 
 
 def with_grammar(

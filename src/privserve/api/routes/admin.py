@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
-from privserve.api.deps import Access, Catalog
+from privserve.api.deps import Access, Admin, Catalog
 from privserve.api.json_route import JsonBodyRoute
 from privserve.api.routes.models import card
 from privserve.errors import ModelNotFound, PermissionDenied
@@ -20,7 +20,6 @@ from privserve.protocol.admin import (
     UsageReport,
 )
 from privserve.protocol.models import ModelCard
-from privserve.services.admin import KeyAdmin
 
 
 async def require_admin(access: Access) -> None:
@@ -28,11 +27,6 @@ async def require_admin(access: Access) -> None:
         raise PermissionDenied("this key may not manage keys or models: an admin key is needed")
 
 
-async def _key_admin(request: Request) -> KeyAdmin:
-    return KeyAdmin(request.app.state.key_store, request.app.state.usage)
-
-
-Admin = Annotated[KeyAdmin, Depends(_key_admin)]
 # A row id: what the database's INTEGER holds (PostgreSQL's is 32 bits).
 KeyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The key's id.")]
 
