@@ -16,7 +16,7 @@ LITELLM_VENV ?= .venv-litellm
 LITELLM_VERSION ?= 1.80.0
 NODE_CLIENT := tests/clients/node
 
-.PHONY: serve test install install-dev install-clients lint bench bench-reference clean image-test
+.PHONY: serve test install install-dev install-clients lint bench bench-reference clean image-test console-screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,11 @@ test: install-dev install-clients $(CHROMIUM)
 # and debootstrap from Debian's packages when missing).
 image-test: install
 	PYTHON=$(BIN)/python bash deploy/image-test.sh
+
+# The console's screenshots in docs/console/, from its browser tests.
+console-screenshots: install-dev $(CHROMIUM)
+	$(BIN)/python -m pytest -q tests/integration/test_console.py
+	mkdir -p docs/console && cp build/console-screenshots/*.png docs/console/
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench

@@ -6,7 +6,11 @@ build/console-screenshots/ (docs/console.md shows them)."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.integration.conftest import MODEL_ID
 from tests.integration.server import RunningServer, start_server
+from tests.integration.test_reasoning import ANSWER, TEMPLATES, THINK_THEN_ANSWER
 
 pytestmark = pytest.mark.model
 
@@ -38,6 +43,20 @@ def console_server(
 
 
 @pytest.fixture(scope="module")
+def thinking_server(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> Iterator[RunningServer]:
+    """The bundled model behind a Qwen3-style template: it thinks."""
+    running = start_server(
+        tmp_path_factory.mktemp("console-thinking"),
+        args=["--chat-template", str(TEMPLATES / "qwen3-style.jinja"), "--embedding-model", ""],
+        env={"PRIVSERVE_API_KEY": api_key},
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is not installed: `make test` installs it"
@@ -49,8 +68,12 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, console_server: RunningServer) -> Iterator[Page]:
+    yield from open_page(browser, console_server)
+
+
+def open_page(browser: Browser, server: RunningServer) -> Iterator[Page]:
     context = browser.new_context(
-        base_url=console_server.root_url,
+        base_url=server.root_url,
         viewport={"width": 1280, "height": 860},
         locale="en-US",
     )
@@ -125,6 +148,46 @@ def test_the_playground_copies_the_request_as_curl_without_the_signed_in_key(
     assert copied.startswith(f"curl {console_server.root_url}/v1/chat/completions")
     assert '"seed": 7' in copied and '"model": "gemma3-270m"' in copied
     assert ADMIN_KEY not in copied and "$PRIVSERVE_API_KEY" in copied
+
+
+def test_a_thinking_models_reasoning_is_folded_apart_and_the_python_copy_runs(
+    browser: Browser, thinking_server: RunningServer, api_key: str
+) -> None:
+    for page in open_page(browser, thinking_server):
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        sign_in(page, api_key)
+        page.fill("#max_tokens", "80")
+        page.fill("#temperature", "0.8")
+        page.fill("#seed", "3")
+        page.fill("#extra", json.dumps({"grammar": THINK_THEN_ANSWER}))
+        page.fill("#prompt", "Is the north gate open at noon?")
+        page.click("#send")
+        expect(page.locator("#finish-reason")).to_have_text("finish_reason: stop")
+        reasoning = page.locator(".message.assistant details.reasoning")
+        expect(reasoning).to_be_visible()
+        assert reasoning.get_attribute("open") is None  # folded until opened
+        thought = page.locator(".reasoning-text").text_content() or ""
+        answer = page.locator(".message.assistant .content").inner_text()
+        assert thought.strip() and ANSWER.fullmatch(answer.strip()), (thought, answer)
+        assert "<think>" not in answer and thought.strip() not in answer
+        reasoning.locator("summary").click()
+        screenshot(page, "playground-reasoning")
+
+        # The same request as Python: the grammar goes in extra_body, the key in the
+        # environment, and it runs as copied.
+        page.get_by_role("button", name="Python").click()
+        expect(page.get_by_role("button", name="Copied")).to_be_visible()
+        snippet = page.evaluate("navigator.clipboard.readText()")
+        assert "extra_body=" in snippet and api_key not in snippet
+        ran = subprocess.run(
+            [sys.executable, "-c", snippet],
+            env={**os.environ, "PRIVSERVE_API_KEY": api_key},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ANSWER.fullmatch(ran.stdout.strip()), ran.stdout
 
 
 def test_a_key_made_in_the_console_works_shows_in_usage_and_fails_once_revoked(

@@ -77,6 +77,9 @@ def test_a_streamed_chat_is_counted_with_its_tokens_and_first_token_time(
     assert value(after, "privserve_request_duration_seconds_count", **labels) >= 1
     # The engines' own gauges and counters, read at the scrape.
     assert value(after, "privserve_slots", model=MODEL_ID) >= 1
+    # The finished request's prompt stays in its slot's cache.
+    cells = value(after, "privserve_kv_cells", model=MODEL_ID)
+    assert 0 < value(after, "privserve_kv_cells_used", model=MODEL_ID) <= cells
     assert value(after, "privserve_requests_running", model=MODEL_ID) == 0
     assert value(after, "privserve_engine_steps_total", model=MODEL_ID) > 0
     assert value(after, "privserve_models_loaded", kind="chat") == 1

@@ -18,7 +18,8 @@ const WORDS = {
     field_quota_left: "quota left", field_rpm: "requests/min", field_status: "status",
     field_tpm: "tokens/min",
     integrations_help: "This server's API is at {base}. Put an ordinary key where YOUR_PRIVSERVE_KEY stands.",
-    json_mode: "JSON mode", key_filter: "key name, id or prefix",
+    json_mode: "JSON mode", extra_fields: "More fields (JSON)",
+    extra_not_json: "More fields must be a JSON object.", key_filter: "key name, id or prefix",
     key_refused: "This key was refused: check it and try again.",
     key_shown_once: "The key {name} was created. Copy it now: it is not shown again.",
     model: "Model", model_default: "model default", model_filter: "model id",
@@ -42,7 +43,7 @@ const WORDS = {
     column_model: "model", column_capabilities: "serves", column_state: "state",
     column_precision: "precision", column_size: "size", column_context: "context",
     column_slots_busy: "slots busy", column_queue: "queue", column_tokens_per_second: "tokens/s",
-    column_prefix_hits: "prefix-cache hits", load: "Load", unload: "Unload",
+    column_prefix_hits: "prefix-cache hits", column_kv_cache: "KV cache used", load: "Load", unload: "Unload",
   },
   zh: {
     active: "有效", admin: "管理员", all_models: "全部模型", api_key: "API 密钥",
@@ -61,7 +62,8 @@ const WORDS = {
     field_quota_left: "剩余额度", field_rpm: "每分钟请求", field_status: "状态",
     field_tpm: "每分钟 tokens",
     integrations_help: "本服务的 API 地址为 {base}。请把 YOUR_PRIVSERVE_KEY 换成一个普通密钥。",
-    json_mode: "JSON 模式", key_filter: "密钥名称、ID 或前缀",
+    json_mode: "JSON 模式", extra_fields: "更多参数（JSON）",
+    extra_not_json: "更多参数必须是 JSON 对象。", key_filter: "密钥名称、ID 或前缀",
     key_refused: "密钥无效，请检查后重试。",
     key_shown_once: "密钥 {name} 已创建。请立即复制：它不会再次显示。",
     model: "模型", model_default: "模型默认", model_filter: "模型 ID",
@@ -85,7 +87,7 @@ const WORDS = {
     column_model: "模型", column_capabilities: "用途", column_state: "状态",
     column_precision: "精度", column_size: "大小", column_context: "上下文",
     column_slots_busy: "忙碌槽位", column_queue: "排队", column_tokens_per_second: "tokens/秒",
-    column_prefix_hits: "前缀缓存命中", load: "加载", unload: "卸载",
+    column_prefix_hits: "前缀缓存命中", column_kv_cache: "KV 缓存占用", load: "加载", unload: "卸载",
   },
 };
 

@@ -198,6 +198,10 @@ class EngineStats:
     steps: int = 0
     last_step_ms: float = 0.0
     tokens_per_second: float = 0.0
+    # KV cache positions the slots hold (a prefix copied between slots counts in each,
+    # though llama.cpp shares its cells), and the cache's size.
+    kv_cells_used: int = 0
+    kv_cells: int = 0
 
 
 class TokenStream(Protocol):

@@ -36,6 +36,11 @@ class EngineCollector(Collector):
                 "running_requests",
             ),
             "privserve_slots": ("Sequences the engine decodes together.", "slots"),
+            "privserve_kv_cells_used": (
+                "KV cache positions the slots hold (a prefix copied between slots counts in each).",
+                "kv_cells_used",
+            ),
+            "privserve_kv_cells": ("KV cache positions of the engine's context.", "kv_cells"),
             "privserve_tokens_per_second": (
                 "Output tokens per second over the engine's last steps.",
                 "tokens_per_second",

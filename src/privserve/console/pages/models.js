@@ -38,7 +38,7 @@ async function modelTable(context, update) {
   ]);
   const engines = health.models || {};
   const head = ["model", "capabilities", "state", "precision", "size", "context", "slots_busy",
-    "queue", "tokens_per_second", "prefix_hits", ""];
+    "queue", "tokens_per_second", "prefix_hits", "kv_cache", ""];
   return h("table", { id: "models" },
     h("thead", {}, h("tr", {}, head.map((name) => h("th", {}, name ? t(`column_${name}`) : "")))),
     h("tbody", {}, data.map((model) => {
@@ -55,6 +55,8 @@ async function modelTable(context, update) {
         h("td", { class: "num" }, stats ? stats.queued_requests : "—"),
         h("td", { class: "num" }, stats ? stats.tokens_per_second.toFixed(1) : "—"),
         h("td", { class: "num" }, stats ? hitRate(stats) : "—"),
+        h("td", { class: "num" }, stats && stats.kv_cells
+          ? `${((100 * stats.kv_cells_used) / stats.kv_cells).toFixed(0)}%` : "—"),
         h("td", {}, caller.admin && chat ? loadButton(context, model, update) : ""),
       );
     })),

@@ -25,6 +25,8 @@ export async function render({ api, t, origin }) {
   const stop = h("input", { id: "stop", type: "text", placeholder: t("stop_placeholder") });
   const seed = h("input", { id: "seed", type: "number", step: 1 });
   const jsonMode = h("input", { id: "json_mode", type: "checkbox" });
+  const extra = h("textarea", { id: "extra", rows: 3, spellcheck: "false",
+    placeholder: '{"chat_template_kwargs": {"enable_thinking": false}}' });
   const conversation = h("div", { class: "conversation", id: "conversation", "aria-live": "polite" });
   const stats = h("div", { class: "stats", id: "stats" });
   const problem = h("div");
@@ -32,8 +34,13 @@ export async function render({ api, t, origin }) {
   const stopButton = h("button", { type: "button", id: "stop-answer", disabled: true }, t("stop_answer"));
   const clear = h("button", { type: "button", id: "clear" }, t("clear"));
 
-  function body(stream) {
-    const request = { model: modelSelect.value, messages: conversationWith(system.value, messages) };
+  let lastSent = null; // the request of the last answer, for "copy as"
+
+  function body(stream, pending = []) {
+    const request = {
+      model: modelSelect.value,
+      messages: conversationWith(system.value, [...messages, ...pending]),
+    };
     if (temperature.value !== "") request.temperature = Number(temperature.value);
     if (topP.value !== "") request.top_p = Number(topP.value);
     if (maxTokens.value !== "") request.max_tokens = Number(maxTokens.value);
@@ -41,6 +48,18 @@ export async function render({ api, t, origin }) {
     if (stops.length) request.stop = stops;
     if (seed.value !== "") request.seed = Number(seed.value);
     if (jsonMode.checked) request.response_format = { type: "json_object" };
+    if (extra.value.trim()) {
+      let fields;
+      try {
+        fields = JSON.parse(extra.value);
+      } catch {
+        fields = null;
+      }
+      if (!fields || typeof fields !== "object" || Array.isArray(fields)) {
+        throw new Error(t("extra_not_json"));
+      }
+      Object.assign(request, fields);
+    }
     if (stream) {
       request.stream = true;
       request.stream_options = { include_usage: true };
@@ -70,7 +89,15 @@ export async function render({ api, t, origin }) {
     const text = input.value.trim();
     if (!text || running) return;
     problem.replaceChildren();
+    let request;
+    try {
+      request = body(true, [{ role: "user", content: text }]);
+    } catch (error) {
+      problem.replaceChildren(errorBox(error));
+      return;
+    }
     messages.push({ role: "user", content: text });
+    lastSent = body(false);
     conversation.append(h("div", { class: "message user" }, text));
     input.value = "";
     const answer = new AnswerView(t);
@@ -83,7 +110,7 @@ export async function render({ api, t, origin }) {
     let usage = null;
     let finish = null;
     try {
-      for await (const chunk of api.stream("/v1/chat/completions", body(true), running.signal)) {
+      for await (const chunk of api.stream("/v1/chat/completions", request, running.signal)) {
         if (chunk.usage) usage = chunk.usage;
         for (const choice of chunk.choices || []) {
           const delta = choice.delta || {};
@@ -106,6 +133,12 @@ export async function render({ api, t, origin }) {
     stats.replaceChildren(...answerStats(t, { started, firstToken, ended, usage, finish }));
   });
 
+  // The message being written, else the last one sent, as its request.
+  const toCopy = () => {
+    const text = input.value.trim();
+    return text || !lastSent ? body(false, text ? [{ role: "user", content: text }] : []) : lastSent;
+  };
+
   const params = h("div", { class: "card params" },
     h("label", {}, t("model"), modelSelect),
     h("label", {}, t("system_prompt"), system),
@@ -115,10 +148,11 @@ export async function render({ api, t, origin }) {
     h("label", {}, "stop", stop),
     h("label", {}, "seed", seed),
     h("label", { class: "check" }, jsonMode, t("json_mode")),
+    h("label", {}, t("extra_fields"), extra),
     h("h2", {}, t("copy_as")),
     h("div", { class: "row" },
-      copyButton(t, () => asCurl(origin, body(false)), "curl"),
-      copyButton(t, () => asPython(origin, body(false)), "Python"),
+      copyButton(t, () => asCurl(origin, toCopy()), "curl"),
+      copyButton(t, () => asPython(origin, toCopy()), "Python"),
       fastGptButton(api, t, () => modelSelect.value),
     ),
   );
@@ -184,9 +218,18 @@ function asCurl(origin, request) {
   ].join("\n");
 }
 
+// What the openai client takes as arguments; other fields go in its extra_body.
+const OPENAI_ARGUMENTS = new Set(["frequency_penalty", "logit_bias", "logprobs",
+  "max_completion_tokens", "max_tokens", "n", "parallel_tool_calls", "presence_penalty",
+  "reasoning_effort", "response_format", "seed", "stop", "stream", "stream_options",
+  "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user"]);
+
 function asPython(origin, request) {
   const { model, messages, ...rest } = request;
-  const extra = Object.entries(rest).map(([name, value]) => `    ${name}=${pythonValue(value)},\n`).join("");
+  const own = Object.entries(rest).filter(([name]) => !OPENAI_ARGUMENTS.has(name));
+  const entries = Object.entries(rest).filter(([name]) => OPENAI_ARGUMENTS.has(name));
+  if (own.length) entries.push(["extra_body", Object.fromEntries(own)]);
+  const extra = entries.map(([name, value]) => `    ${name}=${pythonValue(value)},\n`).join("");
   return [
     "import os",
     "",

@@ -216,6 +216,9 @@ class LlamaEngine:
             steps=counters.steps,
             last_step_ms=counters.last_step_ms,
             tokens_per_second=sum(recent) / _RATE_WINDOW_S,
+            # Read from the engine thread's slots without a lock: a gauge may be a step old.
+            kv_cells_used=sum(len(slot.cached) for slot in list(self._slots.slots)),
+            kv_cells=self._shape.sequences * self._shape.tokens_per_sequence,
         )
 
     def stop(self) -> None:
