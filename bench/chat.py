@@ -82,6 +82,12 @@ def main() -> None:
         "--parallel", type=int, default=16, help="slots, privserve and llama-server"
     )
     parser.add_argument("--prefix-words", type=int, default=1150, help="~1,500 tokens")
+    parser.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=None,
+        help="layers on the GPU for privserve and llama-server (-1: all); default: each's own",
+    )
     parser.add_argument("--skip", nargs="*", default=[], help="servers to leave out")
     parser.add_argument("--out", type=Path, default=Path("bench/results/chat.json"))
     parser.add_argument("--logs", type=Path, default=Path("bench/results/logs"))
@@ -96,7 +102,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         running = start_privserve(
-            home, key, args.threads, args.ctx, args.parallel, args.logs / "privserve.log"
+            home,
+            key,
+            args.threads,
+            args.ctx,
+            args.parallel,
+            args.logs / "privserve.log",
+            args.gpu_layers,
         )
         [model_path] = (home / "models").glob("*.gguf")
         try:
@@ -124,6 +136,7 @@ def main() -> None:
                 args.ctx,
                 args.parallel,
                 args.logs / "llama-server.log",
+                args.gpu_layers,
             )
             try:
                 console.print(f"llama-server at {running.base_url} ({binary})")

@@ -63,10 +63,18 @@ def launch(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 
 
 def start_privserve(
-    home: Path, key: str, threads: int, ctx: int, parallel: int, log: Path
+    home: Path,
+    key: str,
+    threads: int,
+    ctx: int,
+    parallel: int,
+    log: Path,
+    gpu_layers: int | None = None,
 ) -> Running:
     port = free_port()
     env = {**os.environ, "PRIVSERVE_HOME": str(home), "PRIVSERVE_API_KEY": key}
+    if gpu_layers is not None:
+        env["PRIVSERVE_LLAMA__N_GPU_LAYERS"] = str(gpu_layers)
     cmd = [sys.executable, "-m", "privserve", "serve", "--port", str(port), "--model", MODEL_ID]
     cmd += ["--threads", str(threads), "--ctx-size", str(ctx), "--parallel", str(parallel)]
     process = launch(cmd, log, env)
@@ -92,7 +100,12 @@ def find_llama_server() -> Path | None:
     named = os.environ.get(LLAMA_SERVER_ENV)
     if named:
         return Path(named)
-    built = sorted(LLAMA_SERVER_CACHE.glob("llama-server-*/bin/llama-server"))
+    # A CUDA build (bench/gpu_check.sh names it itself) is not the CPU benches' reference.
+    built = sorted(
+        path
+        for path in LLAMA_SERVER_CACHE.glob("llama-server-*/bin/llama-server")
+        if not path.parents[1].name.endswith("-cuda")
+    )
     if built:
         return built[-1]
     on_path = shutil.which("llama-server")
@@ -100,7 +113,13 @@ def find_llama_server() -> Path | None:
 
 
 def start_llama_server(
-    binary: Path, model_path: Path, threads: int, ctx: int, parallel: int, log: Path
+    binary: Path,
+    model_path: Path,
+    threads: int,
+    ctx: int,
+    parallel: int,
+    log: Path,
+    gpu_layers: int | None = None,
 ) -> Running:
     port = free_port()
     # Its context is shared by the slots (-kvu): give it what privserve gives all its slots.
@@ -108,6 +127,8 @@ def start_llama_server(
     cmd += ["-a", MODEL_ID, "-np", str(parallel), "-cb", "-kvu", "-t", str(threads)]
     cmd += ["-tb", str(threads), "-c", str(ctx * parallel), "--no-jinja"]
     cmd += ["--chat-template", "gemma", "--no-webui"]
+    if gpu_layers is not None:
+        cmd += ["-ngl", str(gpu_layers if gpu_layers >= 0 else 999)]
     if not repacking_enabled(None, system_info(llama_cpp)):
         cmd += ["--no-repack"]  # as privserve decides for this machine, for a fair comparison
     process = launch(cmd, log)

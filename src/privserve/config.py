@@ -83,7 +83,12 @@ class LlamaConfig(BaseModel):
         le=256,
         description="Sequences decoded together (slots); default: from cores and context size.",
     )
-    n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
+    n_gpu_layers: int | Literal["auto"] = Field(
+        "auto",
+        description="Layers offloaded to the GPU: auto (every layer when the model and its "
+        "KV cache fit the free GPU memory, else as many as fit; none without a GPU), a "
+        "number, or -1 for all.",
+    )
     repack: bool | None = Field(
         None,
         description="Let llama.cpp repack weights for its faster CPU kernels; default: yes, "

@@ -17,10 +17,11 @@ class GgufModel:
     """A GGUF file loaded through llama.cpp's low-level API, weights repacking off (as the
     server decides on AMX machines) so results do not depend on the machine's kernels."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, gpu_layers: int = 0) -> None:
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
         params.use_extra_bufts = False
+        params.n_gpu_layers = gpu_layers  # -1: every layer, on a GPU build (bench/gpu_check.sh)
         self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         assert self._model, f"llama.cpp cannot load {path}"
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)

@@ -106,3 +106,36 @@ def test_delete_takes_an_id_never_a_name_that_looks_like_one(managed: RunningSer
         assert error_of(admin.delete("/admin/v1/keys/99998"), 404)["code"] == "not_found"
         assert admin.get(f"/admin/v1/keys/{made['id']}").json()["revoked_at"] is None
         assert admin.delete(f"/admin/v1/keys/{made['id']}").status_code == 200
+
+
+def test_any_key_reads_who_it_is_and_its_own_usage_only(managed: RunningServer) -> None:
+    with as_key(managed, ADMIN) as admin:
+        made = admin.post("/admin/v1/keys", json={"name": "reader", "models": ["gemma3*"]})
+        key = made.json()["key"]
+    with openai.OpenAI(base_url=managed.base_url, api_key=key) as client:
+        client.chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
+    with as_key(managed, ORDINARY) as other:  # another key's request, not the reader's
+        other.post(
+            "/v1/completions", json={"model": MODEL_ID, "prompt": "Hi", "max_tokens": 5}
+        ).raise_for_status()
+    with as_key(managed, key) as reader:
+        me = reader.get("/v1/privserve/me").json()
+        assert me == {
+            "object": "caller",
+            "key_id": made.json()["id"],
+            "name": "reader",
+            "admin": False,
+            "models": ["gemma3*"],
+        }
+        by_model = reader.get("/v1/privserve/usage", params={"by": "model"}).json()
+        [mine] = by_model["data"]
+        assert (mine["group"], mine["requests"], mine["completion_tokens"]) == (MODEL_ID, 1, 2)
+        by_day = reader.get("/v1/privserve/usage").json()
+        assert by_day["by"] == "day" and sum(d["requests"] for d in by_day["data"]) == 1
+        # Another key's usage is not a filter it may set.
+        refused = reader.get("/v1/privserve/usage", params={"by": "key"})
+        assert error_of(refused, 400)["param"] is not None
+    with as_key(managed, ADMIN) as admin:
+        assert admin.get("/v1/privserve/me").json()["admin"] is True

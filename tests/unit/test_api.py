@@ -245,3 +245,21 @@ def test_metrics_can_be_kept_for_admin_keys(tmp_path: Path, engine: FakeEngine) 
         assert user.status_code == 403
         admin = client.get("/metrics", headers={"Authorization": "Bearer sk-ps-admin"})
         assert admin.status_code == 200 and "privserve_build_info" in admin.text
+
+
+def test_the_console_is_served_with_its_policy_and_can_be_turned_off(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    settings = Settings(home=tmp_path, api_key=KEY)  # type: ignore[arg-type]
+    with TestClient(create_app(settings, text_engines={"fake": engine})) as client:
+        page = client.get("/ui")
+        assert page.status_code == 200 and "/ui/static/app.js" in page.text
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        script = client.get("/ui/static/pages/playground.js")
+        assert script.status_code == 200 and script.headers["x-content-type-options"] == "nosniff"
+        assert client.get("/ui/static/../../config.py").status_code == 404
+        assert "/ui" not in client.get("/openapi.json").json()["paths"]
+    off = Settings(home=tmp_path, api_key=KEY, server={"console": False})  # type: ignore[arg-type]
+    with TestClient(create_app(off, text_engines={"fake": engine})) as client:
+        assert client.get("/ui").status_code == 404
+        assert client.get("/ui/static/app.js").status_code == 404

@@ -176,14 +176,15 @@ def test_the_serving_device_is_the_gpu_only_when_llama_cpp_can_offload(
     import subprocess
 
     from privserve.convert import device
+    from privserve.engine.llama import offload
 
     smi = subprocess.CompletedProcess([], 0, stdout="NVIDIA A10, 11264\n", stderr="")
-    monkeypatch.setattr(device.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
-    monkeypatch.setattr(device.subprocess, "run", lambda *a, **k: smi)
-    monkeypatch.setattr(device, "_llama_offloads", lambda: True)
+    monkeypatch.setattr(offload.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(offload.subprocess, "run", lambda *a, **k: smi)
+    monkeypatch.setattr(device, "llama_offloads", lambda: True)
     gpu = device.serving_device()
     assert gpu.name == "GPU (NVIDIA A10)" and gpu.free_bytes == 11264 * 1024 * 1024
-    monkeypatch.setattr(device, "_llama_offloads", lambda: False)  # a CPU build of llama.cpp
+    monkeypatch.setattr(device, "llama_offloads", lambda: False)  # a CPU build of llama.cpp
     ram = device.serving_device()
     assert ram.name == "RAM" and ram.free_bytes > 0
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from privserve.engine.llama.engine import default_parallel
-from privserve.engine.llama.slots import SlotTable, common_prefix
+from privserve.engine.llama.slots import SlotTable, common_prefix, default_parallel
 
 
 @given(st.lists(st.integers(0, 3), max_size=30), st.lists(st.integers(0, 3), max_size=30))

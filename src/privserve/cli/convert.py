@@ -18,7 +18,7 @@ from privserve.convert.estimate import choose_bits, shape_of
 from privserve.convert.pipeline import Converted, Precision, convert, precision_for
 from privserve.convert.toolkit import Toolkit, ensure_toolkit
 from privserve.engine.llama.chat_format import chat_format_label
-from privserve.engine.llama.engine import default_parallel
+from privserve.engine.llama.slots import default_parallel
 from privserve.errors import PrivserveError
 from privserve.models.store import ModelStore, RegisteredModel
 

@@ -19,7 +19,7 @@ from privserve.cli.keys import with_key_store
 from privserve.cli.options import ConfigOption, HomeOption, settings_from
 from privserve.cli.output import make_console
 from privserve.config import ReasoningFormat, Settings
-from privserve.engine.llama.model import read_gguf_metadata
+from privserve.engine.llama.model import offload_for, read_gguf_metadata
 from privserve.errors import ModelLoadError
 from privserve.models.registry import (
     resolve_chat_models,
@@ -166,6 +166,7 @@ def run_server(settings: Settings) -> None:
     base_url = f"http://{shown_host}:{port}/v1"
     console.print(f"Base URL: {base_url}", markup=False)
     console.print(f"Models: {', '.join(s.model_id for s in specs)}", markup=False)
+    console.print(f"Device: {offload_for(specs[0].path, settings.llama).device}", markup=False)
     if embedding is not None:
         console.print(f"Embedding models: {embedding}", markup=False)
     if reranker is not None:

@@ -13,8 +13,8 @@ const PAGES = [
   { path: "playground", page: playground, admin: false },
   { path: "keys", page: keys, admin: true },
   { path: "usage", page: usage, admin: false },
-  { path: "models", page: models, admin: false },
-  { path: "integrations", page: integrations, admin: false },
+  { path: "models", page: models, admin: true },
+  { path: "integrations", page: integrations, admin: true },
 ];
 
 class Console {

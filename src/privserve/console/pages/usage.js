@@ -102,9 +102,13 @@ function dayChart(t, days) {
 }
 
 function bars(t, groups, by) {
-  if (!groups.length) return h("p", { class: "muted" }, t("no_usage"));
+  return h("div", { id: `usage-by-${by}` }, groups.length
+    ? barTable(t, groups) : h("p", { class: "muted" }, t("no_usage")));
+}
+
+function barTable(t, groups) {
   const most = Math.max(...groups.map((group) => group.total_tokens), 1);
-  return h("table", { class: "bars", id: `usage-by-${by}` },
+  return h("table", { class: "bars" },
     h("tbody", {}, groups.map((group) => h("tr", {},
       h("td", { style: "width:25%" }, group.group),
       h("td", {}, h("div", { class: "bar", style: `width:${(100 * group.total_tokens) / most}%` })),

@@ -41,7 +41,7 @@ from privserve.engine.llama.context import ContextShape, DecodeFailed, LlamaCont
 from privserve.engine.llama.grammar import constraint_grammar, init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
-from privserve.engine.llama.slots import SlotTable
+from privserve.engine.llama.slots import SlotTable, default_parallel
 from privserve.engine.llama.waiting import WaitingList
 from privserve.engine.streams import GenerationStream, Outbox
 from privserve.errors import EngineError, PrivserveError, RequestTimedOut, ShuttingDown
@@ -51,12 +51,6 @@ logger = logging.getLogger(__name__)
 _RATE_WINDOW_S = 5.0  # tokens/s is measured over the last few seconds
 # Threads for grammars' slow passes over the whole vocabulary (see sampling.py).
 _GRAMMAR_THREADS = 2
-
-
-def default_parallel(context_length: int, cores: int | None = None) -> int:
-    """Slots when none are configured: enough to keep the cores busy, bounded by KV memory."""
-    cores = cores or os.cpu_count() or 1
-    return max(1, min(16, 4 * cores, 65536 // context_length))
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import Any
 from privserve.config import LlamaConfig
 from privserve.engine.base import ModelSpec, PromptMessage, TemplateThinking
 from privserve.engine.llama.chat_format import ChatFormat, no_chat_format, select_chat_format
+from privserve.engine.llama.offload import Offload, free_gpu, llama_offloads, plan_offload
+from privserve.engine.llama.slots import default_parallel
 from privserve.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -101,6 +103,23 @@ def template_thinking(path: Path, chat_template: str | None = None) -> TemplateT
     return TemplateThinking() if chat_format is None else chat_format.thinking
 
 
+def offload_for(path: Path, config: LlamaConfig) -> Offload:
+    """Where the model at `path` runs with these settings (the GPU is asked only when
+    llama.cpp can offload and the layers are left to "auto")."""
+    offloads = llama_offloads()
+    gpu = free_gpu() if offloads else None
+    auto_on_gpu = config.n_gpu_layers == "auto" and gpu is not None
+    slots = config.parallel or default_parallel(config.n_ctx)
+    return plan_offload(
+        config.n_gpu_layers,
+        offloads=offloads,
+        gpu=gpu,
+        file_bytes=path.stat().st_size if path.is_file() else 0,
+        metadata=read_gguf_metadata(path) if auto_on_gpu and path.is_file() else {},
+        context_cells=config.n_ctx * slots,
+    )
+
+
 class LlamaModel:
     def __init__(self, spec: ModelSpec, config: LlamaConfig) -> None:
         import llama_cpp
@@ -112,7 +131,8 @@ class LlamaModel:
         self.spec = spec
         self.lib: Any = llama_cpp
         params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = config.n_gpu_layers
+        self.offload = offload_for(spec.path, config)
+        params.n_gpu_layers = self.offload.gpu_layers
         params.use_extra_bufts = repacking_enabled(config.repack, system_info(llama_cpp))
         self.handle = llama_cpp.llama_model_load_from_file(str(spec.path).encode(), params)
         if not self.handle:
@@ -130,9 +150,10 @@ class LlamaModel:
             eos_token=eos.decode("utf-8", "replace"),
         )
         logger.info(
-            "loaded %s from %s: chat format %s",
+            "loaded %s from %s on %s: chat format %s",
             spec.model_id,
             spec.path,
+            self.offload.device,
             "none (text completions only)" if self.chat_format is None else self.chat_format.name,
         )
 

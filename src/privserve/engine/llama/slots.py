@@ -11,10 +11,17 @@ base), the new prompt waits a step and copies it then.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def default_parallel(context_length: int, cores: int | None = None) -> int:
+    """Slots when none are configured: enough to keep the cores busy, bounded by KV memory."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(16, 4 * cores, 65536 // context_length))
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
