@@ -192,6 +192,39 @@ class SamplingDefaults(BaseModel):
         )
 
 
+class RayConfig(BaseModel):
+    replicas: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Serve N replicas on Ray Serve (the `ray` extra), each with its own "
+        "engines; default: one server process, no Ray.",
+    )
+    address: str | None = Field(
+        None,
+        description="A Ray cluster to run the replicas on (`auto`, or ray://host:10001); "
+        "default: a local Ray instance started for the server.",
+    )
+    replica_cpus: float = Field(1.0, ge=0, description="CPUs Ray reserves per replica.")
+    replica_gpus: float = Field(
+        0.0, ge=0, description="GPUs Ray reserves per replica (1 on a GPU cluster)."
+    )
+    router: Literal["prefix", "default"] = Field(
+        "prefix",
+        description="prefix: a chat request goes to the replica that most likely caches its "
+        "prompt's start; default: Ray's power-of-two-choices.",
+    )
+    load_bound: float = Field(
+        1.25,
+        ge=1.0,
+        description="A replica takes a prefix's requests while its load is under this times "
+        "the mean; past it they spill to the next replica on the ring.",
+    )
+    prefix_chars: int = Field(
+        4096, ge=64, description="Characters of a prompt's leading blocks the key is made of."
+    )
+
+
 class ModelSettings(BaseModel):
     """Settings of one served model, by its id (`[models."qwen3-8b"]` in the TOML file)."""
 
@@ -281,6 +314,7 @@ class Settings(BaseSettings):
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
     reasoning_format: ReasoningFormat = Field(
         "separate",
         description="A thinking model's <think> block: `separate` sends it as "

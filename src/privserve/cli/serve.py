@@ -110,6 +110,18 @@ def serve(
             "(also reasoning) or inline (left in content). Default: separate."
         ),
     ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve N replicas on Ray Serve (the `ray` extra), each with its own engines, "
+            "sharing the database and limits; chat requests go to the replica that caches "
+            "their prompt's start."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster for the replicas (default: a local Ray instance)."),
+    ] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
@@ -131,6 +143,8 @@ def serve(
         models_dir=models_dir,
         max_loaded_models=max_loaded_models,
         keep_alive=keep_alive,
+        ray__replicas=replicas,
+        ray__address=ray_address,
     )
     run_server(settings)
 
@@ -162,6 +176,9 @@ def run_server(settings: Settings) -> None:
         ) from None
     issued = with_key_store(settings, _first_key)
     host, port = sock.getsockname()[:2]
+    on_ray = settings.ray.replicas is not None or settings.ray.address is not None
+    if on_ray:
+        sock.close()  # Ray Serve's proxy binds the port: this only picked it
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown_host}:{port}/v1"
     console.print(f"Base URL: {base_url}", markup=False)
@@ -185,6 +202,14 @@ def run_server(settings: Settings) -> None:
         '"content": "Hello"}]}\'',
         markup=False,
     )
+    if on_ray:
+        from privserve.replicas.launch import run_on_ray  # the `ray` extra
+
+        count = settings.ray.replicas or 1
+        where = settings.ray.address or "a local Ray instance"
+        console.print(f"Replicas: {count} on {where}", markup=False)
+        run_on_ray(settings, host, port)
+        return
     app = create_app(settings)
     server = DrainingServer(
         uvicorn.Config(

@@ -1,0 +1,153 @@
+"""The Ray Serve application: an ingress that reads each request, keys it by its prompt's
+leading blocks and hands it to an engine replica through a handle whose request router
+places the key; each engine replica runs privserve's own app (keys, limits, ledger,
+engines) in process. Ray starts, health-checks and restarts the replicas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any, cast
+
+from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve.config import RequestRouterConfig
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from privserve.api.app import create_app
+from privserve.config import Settings
+from privserve.errors import BodyTooLarge
+from privserve.replicas.forwarding import ForwardedRequest, ResponseStart, replay
+from privserve.replicas.router import ROUTING_KEY, PrefixAffinityRouter
+from privserve.replicas.routing import routing_key
+
+# Requests a replica may hold: its slots and waiting list bound them already (429 beyond).
+MAX_ONGOING = 1024
+
+
+class EngineReplica:
+    """One replica: privserve's app with its own engines, driven without a socket."""
+
+    # Ray Serve awaits an async constructor: the engines load before the replica serves.
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
+        self._name = serve.get_replica_context().replica_id.unique_id
+        self._app = create_app(settings)
+        self._stack = AsyncExitStack()
+        await self._stack.enter_async_context(self._app.router.lifespan_context(self._app))
+
+    async def handle(
+        self, request: ForwardedRequest, routing_key: str | None = None
+    ) -> AsyncIterator[ResponseStart | bytes]:
+        # `routing_key` is for the router; the replica needs nothing of it.
+        async for part in replay(self._app, request, self._name):
+            yield part
+
+    async def check_health(self) -> None:
+        """Ray restarts a replica whose engine thread died."""
+        catalog = self._app.state.catalog
+        for model_id in catalog.loaded_model_ids():
+            reason = catalog.text_engine(model_id).health()
+            if reason is not None:
+                raise RuntimeError(f"{model_id}: {reason}")
+
+    async def __del__(self) -> None:
+        await self._stack.aclose()
+
+
+class Ingress:
+    """Reads the body (bounded as the server bounds it), keys it, forwards it, and streams
+    the replica's answer back as it comes."""
+
+    def __init__(self, engines: DeploymentHandle[Any], settings: Settings) -> None:
+        self._engines = engines.options(stream=True)
+        self._max_body = settings.server.max_body_bytes
+        self._prefix_chars = settings.ray.prefix_chars
+
+    async def __call__(self, request: Request) -> Response:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self._max_body:
+                error = BodyTooLarge(f"the request body is over {self._max_body} bytes")
+                return JSONResponse(error.to_body(), status_code=error.status)
+        client = (request.client.host, request.client.port) if request.client else None
+        forwarded = ForwardedRequest(
+            method=request.method,
+            path=request.url.path,
+            query_string=request.url.query.encode(),
+            headers=list(request.headers.raw),
+            body=bytes(body),
+            client=client,
+        )
+        key = routing_key(forwarded.path, forwarded.body, self._prefix_chars)
+        parts, start = await self._start(forwarded, key)
+
+        async def rest() -> AsyncIterator[bytes]:
+            async for part in parts:
+                if isinstance(part, bytes):
+                    yield part
+
+        response = StreamingResponse(rest(), status_code=start.status)
+        response.raw_headers = start.headers
+        return response
+
+    async def _start(
+        self, forwarded: ForwardedRequest, key: str | None
+    ) -> tuple[DeploymentResponseGenerator[ResponseStart | bytes], ResponseStart]:
+        """The replica's answer and its status. A replica that died before answering (killed,
+        out of memory) had not started the request: it goes once more to another."""
+        for attempt in range(2):
+            parts = cast(
+                DeploymentResponseGenerator[ResponseStart | bytes],
+                self._engines.handle.remote(forwarded, **{ROUTING_KEY: key}),
+            )
+            try:
+                start = await parts.__anext__()
+            except (RayActorError, ActorUnavailableError):
+                if attempt:
+                    raise
+                continue
+            assert isinstance(start, ResponseStart)
+            return parts, start
+        raise AssertionError("unreachable")
+
+
+def application(settings: Settings) -> serve.Application:
+    """The app `serve.run` starts: N engine replicas behind one ingress."""
+    ray = settings.ray
+    replica_settings = _per_replica(settings)
+    router = (
+        RequestRouterConfig(
+            # A class or its import path, whatever pydantic's view of the field says.
+            request_router_class=PrefixAffinityRouter,  # type: ignore[arg-type]
+            request_router_kwargs={"bound": ray.load_bound},
+        )
+        if ray.router == "prefix"
+        else RequestRouterConfig()
+    )
+    engines = serve.deployment(
+        name="privserve-engines",
+        num_replicas=ray.replicas or 1,
+        max_ongoing_requests=MAX_ONGOING,
+        ray_actor_options={"num_cpus": ray.replica_cpus, "num_gpus": ray.replica_gpus},
+        request_router_config=router,
+        health_check_period_s=5,
+        graceful_shutdown_timeout_s=settings.server.shutdown_grace_s,
+    )(EngineReplica).bind(replica_settings)
+    ingress = serve.deployment(
+        name="privserve",
+        max_ongoing_requests=MAX_ONGOING * (ray.replicas or 1),
+        ray_actor_options={"num_cpus": 0},
+    )(Ingress)
+    return ingress.bind(engines, settings)
+
+
+def _per_replica(settings: Settings) -> Settings:
+    """A replica's settings: its engine threads are the CPUs Ray reserves for it (the
+    replicas of one machine would otherwise each take every core)."""
+    if settings.llama.n_threads is not None or settings.ray.replica_cpus < 1:
+        return settings
+    llama = settings.llama.model_copy(update={"n_threads": int(settings.ray.replica_cpus)})
+    return settings.model_copy(update={"llama": llama})

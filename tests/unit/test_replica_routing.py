@@ -1,0 +1,87 @@
+"""The replica router's policy: keys from a request's leading blocks, and a consistent-hash
+ring with bounded loads."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+from privserve.replicas.routing import HashRing, routing_key
+
+
+def chat_body(system: str, *turns: str, model: str = "m") -> bytes:
+    messages = [{"role": "system", "content": system}]
+    messages += [{"role": "user", "content": turn} for turn in turns]
+    return json.dumps({"model": model, "messages": messages}).encode()
+
+
+def test_the_key_is_the_model_and_the_system_prompt_else_the_first_turn() -> None:
+    key = routing_key("/v1/chat/completions", chat_body("Answer from the notes.", "Q1"))
+    # Another question, or a later turn, with the same instructions: the same replica.
+    assert key == routing_key("/v1/chat/completions", chat_body("Answer from the notes.", "Q2"))
+    assert key == routing_key(
+        "/v1/chat/completions", chat_body("Answer from the notes.", "Q1", "more")
+    )
+    assert key != routing_key("/v1/chat/completions", chat_body("Other notes.", "Q1"))
+    assert key != routing_key(
+        "/v1/chat/completions", chat_body("Answer from the notes.", "Q1", model="n")
+    )
+    parts = json.dumps({"model": "m", "messages": [
+        {"role": "system", "content": [{"type": "text", "text": "Answer from the notes."}]},
+        {"role": "user", "content": "Q1"}]}).encode()  # fmt: skip
+    assert routing_key("/v1/chat/completions", parts) == key
+
+    # No system prompt: a conversation is keyed by its first turn.
+    def turns(*texts: str) -> bytes:
+        return json.dumps({"model": "m", "messages": [
+            {"role": "user", "content": t} for t in texts]}).encode()  # fmt: skip
+
+    assert routing_key("/v1/chat/completions", turns("Hello", "And?")) == routing_key(
+        "/v1/chat/completions", turns("Hello")
+    )
+    assert routing_key("/v1/chat/completions", turns("Hi")) != routing_key(
+        "/v1/chat/completions", turns("Hello")
+    )
+
+
+def test_completions_are_keyed_by_their_prompt_and_the_rest_not_at_all() -> None:
+    body = json.dumps({"model": "m", "prompt": "Once upon a time"}).encode()
+    assert routing_key("/v1/completions", body) is not None
+    assert routing_key("/v1/embeddings", body) is None
+    assert routing_key("/v1/chat/completions", b"not json") is None
+    assert routing_key("/v1/chat/completions", b"[1, 2]") is None
+
+
+def test_a_long_prompt_is_keyed_by_its_start() -> None:
+    start = "x" * 5000
+    one = routing_key("/v1/completions", json.dumps({"model": "m", "prompt": start + "a"}).encode())
+    two = routing_key("/v1/completions", json.dumps({"model": "m", "prompt": start + "b"}).encode())
+    assert one == two
+
+
+def test_keys_spread_over_the_replicas_and_each_stays_put() -> None:
+    ring = HashRing(["a", "b", "c"])
+    rng = random.Random(7)
+    keys = [f"{rng.random():.12f}" for _ in range(3000)]
+    owners = Counter(ring.choose(key, {})[0] for key in keys)
+    assert set(owners) == {"a", "b", "c"} and min(owners.values()) > 850
+    assert all(ring.choose(key, {})[0] == ring.order(key)[0] for key in keys[:50])
+
+
+def test_a_replica_added_moves_only_its_share_of_keys() -> None:
+    keys = [str(i) for i in range(2000)]
+    before = HashRing(["a", "b", "c"])
+    after = HashRing(["a", "b", "c", "d"])
+    moved = [k for k in keys if before.order(k)[0] != after.order(k)[0]]
+    assert all(after.order(k)[0] == "d" for k in moved)
+    assert len(moved) < len(keys) * 0.4
+
+
+def test_a_hot_key_spills_to_the_next_replica_past_the_load_bound() -> None:
+    ring = HashRing(["a", "b"], bound=1.25)
+    key = "hot"
+    home, other = ring.order(key)
+    assert ring.choose(key, {home: 2, other: 2})[0] == home  # balanced: stays
+    assert ring.choose(key, {home: 6, other: 1})[0] == other  # home is past 1.25x the mean
+    assert ring.choose(key, {home: 6, other: 1}) == [other, home]
