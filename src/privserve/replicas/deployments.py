@@ -5,8 +5,10 @@ engines) in process. Ray starts, health-checks and restarts the replicas."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any, cast
 
 from ray import serve
@@ -17,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from privserve.api.app import create_app
-from privserve.config import Settings
+from privserve.config import Settings, load_settings
 from privserve.errors import BodyTooLarge
 from privserve.replicas.forwarding import ForwardedRequest, ResponseStart, replay
 from privserve.replicas.router import ROUTING_KEY, PrefixAffinityRouter
@@ -142,6 +144,22 @@ def application(settings: Settings) -> serve.Application:
         ray_actor_options={"num_cpus": 0},
     )(Ingress)
     return ingress.bind(engines, settings)
+
+
+def build(args: dict[str, Any]) -> serve.Application:
+    """The application for a Serve config file (`import_path:
+    privserve.replicas.deployments:build`, as KubeRay's RayService runs it): settings from
+    the environment and the config file PRIVSERVE_CONFIG names, then `args` as
+    `section__field` overrides, as the CLI's flags (`{"ray__replicas": 4}`)."""
+    overrides: dict[str, Any] = {}
+    for name, value in args.items():
+        section, _, field = name.partition("__")
+        if field:
+            overrides.setdefault(section, {})[field] = value
+        else:
+            overrides[name] = value
+    config = os.environ.get("PRIVSERVE_CONFIG")
+    return application(load_settings(Path(config) if config else None, **overrides))
 
 
 def _per_replica(settings: Settings) -> Settings:

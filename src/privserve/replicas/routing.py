@@ -45,7 +45,7 @@ def _leading_blocks(messages: Sequence[Any]) -> str:
     """The system messages at the start (what a knowledge-base app sends with every
     question), or, without any, the first message (what a conversation's later requests
     repeat)."""
-    blocks = []
+    blocks: list[str] = []
     for message in messages:
         if not isinstance(message, dict):
             break

@@ -20,6 +20,11 @@ const messages = [
 
 const report = {};
 
+// Once first, so the plain and the streamed answer both start from the prompt already in
+// the server's prefix cache: a prompt computed whole and one continued from the cache can
+// differ in the last bits of their logits, and a greedy tie can then go either way.
+await client.chat.completions.create({ model: chatModel, messages, max_tokens: 1, temperature: 0 });
+
 const reply = await client.chat.completions.create({
   model: chatModel,
   messages,
