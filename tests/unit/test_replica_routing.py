@@ -87,6 +87,13 @@ def test_a_hot_key_spills_to_the_next_replica_past_the_load_bound() -> None:
     assert ring.choose(key, {home: 6, other: 1}) == [other, home]
 
 
+def test_a_key_stays_home_while_its_replica_has_a_free_slot() -> None:
+    ring = HashRing(["a", "b"], bound=1.25, slots=4)
+    home, other = ring.order("hot")
+    assert ring.choose("hot", {home: 3, other: 0})[0] == home  # 3 of 4 slots busy
+    assert ring.choose("hot", {home: 4, other: 0})[0] == other
+
+
 def test_the_kuberay_manifests_serve_config_builds_the_application() -> None:
     from pathlib import Path
 

@@ -19,7 +19,8 @@ class PrefixAffinityRouter(RequestRouter):
 
     def initialize_state(self, **kwargs: Any) -> None:
         self._bound = float(kwargs.get("bound", 1.25))
-        self._ring = HashRing([], self._bound)
+        self._slots = int(kwargs.get("slots", 1))
+        self._ring = HashRing([], self._bound, self._slots)
 
     async def choose_replicas(
         self,
@@ -34,8 +35,12 @@ class PrefixAffinityRouter(RequestRouter):
             return [list(candidate_replicas)]
         by_id = {replica.replica_id.unique_id: replica for replica in candidate_replicas}
         if sorted(by_id) != self._ring.replicas:
-            self._ring = HashRing(by_id, self._bound)
+            self._ring = HashRing(by_id, self._bound, self._slots)
         cache = self.replica_queue_len_cache
         loads = {uid: cache.get(replica.replica_id) or 0 for uid, replica in by_id.items()}
-        ordered = self._ring.choose(key, loads)
-        return [[by_id[ordered[0]]], [by_id[uid] for uid in ordered[1:]]]
+        # Only the chosen replica: were others offered as a second rank, Ray would take
+        # them whenever the chosen one's queue-length probe is slow to answer (a busy
+        # replica), and the prefix would lose its cache. Ray retries it with backoff and
+        # drops it from the candidates if it dies; the load bound already sent the key on
+        # when the replica was too busy.
+        return [[by_id[self._ring.choose(key, loads)[0]]]]

@@ -73,10 +73,13 @@ def _point(text: str) -> int:
 class HashRing:
     """Replicas placed on a ring of hash points; a key goes to the first replica after its
     point that is under the load bound: at most `bound` times the mean load (rounded up,
-    counting this request), after Mirrokni, Thorup and Zadimoghaddam's bounded loads."""
+    counting this request), after Mirrokni, Thorup and Zadimoghaddam's bounded loads, and
+    never below `slots`, the requests a replica runs at once: while its home replica has a
+    free slot, a key stays where its cache is."""
 
-    def __init__(self, replicas: Iterable[str], bound: float = 1.25) -> None:
+    def __init__(self, replicas: Iterable[str], bound: float = 1.25, slots: int = 1) -> None:
         self.bound = bound
+        self.slots = slots  # a replica below this load never spills: it has a free slot
         self._points: list[tuple[int, str]] = sorted(
             (_point(f"{replica}#{i}"), replica)
             for replica in set(replicas)
@@ -106,7 +109,7 @@ class HashRing:
         if not ordered:
             return []
         total = sum(loads.get(replica, 0) for replica in ordered)
-        capacity = math.ceil(self.bound * (total + 1) / len(ordered))
+        capacity = max(self.slots, math.ceil(self.bound * (total + 1) / len(ordered)))
         first = next((r for r in ordered if loads.get(r, 0) < capacity), None)
         rest = sorted((r for r in ordered if r != first), key=lambda r: loads.get(r, 0))
         return ([first] if first is not None else []) + rest
