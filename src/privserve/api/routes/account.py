@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from privserve.api.deps import Access, Admin
+from privserve.api.routes.admin import ModelFilter, Since
 from privserve.protocol.admin import Caller, UsageReport
 
 router = APIRouter()
@@ -22,10 +23,8 @@ async def me(access: Access, admin: Admin) -> Caller:
 async def own_usage(
     access: Access,
     admin: Admin,
-    model: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[
-        str | None, Query(max_length=40, description="7d, 24h, 90m, 2w, or an ISO date.")
-    ] = None,
+    model: ModelFilter = None,
+    since: Since = None,
     by: Annotated[Literal["model", "day"], Query()] = "day",
 ) -> UsageReport:
     """The calling key's requests and tokens per model or UTC day."""

@@ -30,6 +30,10 @@ async def require_admin(access: Access) -> None:
 # A row id: what the database's INTEGER holds (PostgreSQL's is 32 bits).
 KeyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The key's id.")]
 
+# The usage filters `privserve usage` takes, here and for a key's own usage.
+ModelFilter = Annotated[str | None, Query(max_length=200, description="A model id.")]
+Since = Annotated[str | None, Query(max_length=40, description="7d, 24h, 90m, 2w, or an ISO date.")]
+
 router = APIRouter(route_class=JsonBodyRoute, dependencies=[Depends(require_admin)])
 
 
@@ -62,10 +66,8 @@ async def revoke_key(key_id: KeyId, admin: Admin) -> KeyInfo:
 async def usage(
     admin: Admin,
     key: Annotated[str | None, Query(max_length=200, description="Id, name or prefix.")] = None,
-    model: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[
-        str | None, Query(max_length=40, description="7d, 24h, 90m, 2w, or an ISO date.")
-    ] = None,
+    model: ModelFilter = None,
+    since: Since = None,
     by: Annotated[Literal["key", "model", "day"], Query()] = "key",
 ) -> UsageReport:
     return await admin.usage(key=key, model=model, since_text=since, by=by)
