@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -98,6 +99,35 @@ def test_both_replicas_serve_and_name_themselves(replicated: RunningServer, api_
         answers = [chat(http, api_key, f"You are assistant number {i}.") for i in range(16)]
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     assert len({a.headers[REPLICA] for a in answers}) == 2
+
+
+def test_metrics_through_the_ingress_count_every_replicas_requests(
+    replicated: RunningServer, api_key: str
+) -> None:
+    def served() -> dict[str, float]:
+        page = httpx.get(replicated.root_url + "/metrics", timeout=60)
+        assert page.status_code == 200
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(page.text):
+            for sample in family.samples:
+                if (
+                    sample.name == "privserve_requests_total"
+                    and sample.labels.get("endpoint") == "chat/completions"
+                ):
+                    replica = sample.labels["replica"]
+                    totals[replica] = totals.get(replica, 0.0) + sample.value
+        return totals
+
+    before = served()
+    with httpx.Client(base_url=replicated.root_url, timeout=120) as http:
+        answers = [chat(http, api_key, f"Counted request {i}.") for i in range(10)]
+    after = served()
+    assert len(after) == 2  # one page, both replicas
+    by_replica = {name: 0 for name in after}
+    for answer in answers:
+        by_replica[answer.headers[REPLICA]] += 1
+    for name, count in by_replica.items():
+        assert after[name] - before.get(name, 0.0) == count, (before, after, by_replica)
 
 
 def test_a_prompts_later_requests_reach_the_replica_that_cached_it(

@@ -108,3 +108,27 @@ def test_the_kuberay_manifests_serve_config_builds_the_application() -> None:
     assert app["import_path"] == "privserve.replicas.deployments:build"
     assert isinstance(build(app["args"]), Application)
     assert isinstance(build({"ray__replicas": 3, "ray__router": "default"}), Application)
+
+
+def test_the_replicas_metrics_pages_merge_with_a_replica_label() -> None:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from privserve.replicas.metrics import merge_pages
+
+    pages = {}
+    for name, count in (("a", 2), ("b", 3)):
+        registry = CollectorRegistry()
+        requests = Counter("privserve_requests", "Requests.", ["endpoint"], registry=registry)
+        requests.labels("chat").inc(count)
+        Histogram("privserve_ttft_seconds", "TTFT.", registry=registry).observe(0.1 * count)
+        pages[name] = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(merge_pages(pages).decode())}
+    totals = {
+        s.labels["replica"]: s.value
+        for s in families["privserve_requests"].samples
+        if s.name == "privserve_requests_total"
+    }
+    assert totals == {"a": 2.0, "b": 3.0}
+    counts = [s for s in families["privserve_ttft_seconds"].samples if s.name.endswith("_count")]
+    assert sorted(s.labels["replica"] for s in counts) == ["a", "b"]

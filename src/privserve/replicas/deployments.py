@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, cast
 
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.config import RequestRouterConfig
@@ -23,9 +24,11 @@ from privserve.config import Settings, load_settings
 from privserve.engine.llama.slots import default_parallel
 from privserve.errors import BodyTooLarge
 from privserve.replicas.forwarding import ForwardedRequest, ResponseStart, replay
+from privserve.replicas.metrics import merge_pages
 from privserve.replicas.router import ROUTING_KEY, PrefixAffinityRouter
 from privserve.replicas.routing import routing_key
 
+METRICS_PATH = "/metrics"
 # Requests a replica may hold: its slots and waiting list bound them already (429 beyond).
 MAX_ONGOING = 1024
 
@@ -47,6 +50,16 @@ class EngineReplica:
         async for part in replay(self._app, request, self._name):
             yield part
 
+    async def scrape(self, request: ForwardedRequest) -> tuple[str, ResponseStart, bytes]:
+        """The replica's whole answer to `request` (its /metrics page), with its name."""
+        start, body = ResponseStart(500), bytearray()
+        async for part in replay(self._app, request, self._name):
+            if isinstance(part, ResponseStart):
+                start = part
+            else:
+                body += part
+        return self._name, start, bytes(body)
+
     async def check_health(self) -> None:
         """Ray restarts a replica whose engine thread died."""
         catalog = self._app.state.catalog
@@ -64,6 +77,7 @@ class Ingress:
     the replica's answer back as it comes."""
 
     def __init__(self, engines: DeploymentHandle[Any], settings: Settings) -> None:
+        self._replicas = engines
         self._engines = engines.options(stream=True)
         self._max_body = settings.server.max_body_bytes
         self._prefix_chars = settings.ray.prefix_chars
@@ -84,6 +98,8 @@ class Ingress:
             body=bytes(body),
             client=client,
         )
+        if forwarded.method == "GET" and forwarded.path == METRICS_PATH:
+            return await self._metrics(forwarded)
         key = routing_key(forwarded.path, forwarded.body, self._prefix_chars)
         parts, start = await self._start(forwarded, key)
 
@@ -95,6 +111,23 @@ class Ingress:
         response = StreamingResponse(rest(), status_code=start.status)
         response.raw_headers = start.headers
         return response
+
+    async def _metrics(self, forwarded: ForwardedRequest) -> Response:
+        """Every live replica's page, as one: each sample labelled with its replica."""
+        answers = await self._replicas.broadcast("scrape", forwarded).results_async(
+            return_exceptions=True
+        )
+        pages = {}
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                continue  # a replica that died since; Ray is replacing it
+            name, start, body = answer
+            if start.status != 200:  # refused (an admin key is needed): the same for all
+                response = Response(body, status_code=start.status)
+                response.raw_headers = start.headers
+                return response
+            pages[name] = body.decode()
+        return Response(merge_pages(pages), media_type=CONTENT_TYPE_LATEST)
 
     async def _start(
         self, forwarded: ForwardedRequest, key: str | None
