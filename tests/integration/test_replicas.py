@@ -28,6 +28,7 @@ pytestmark = pytest.mark.model
 
 MODEL = "smollm2-135m"
 REPLICA = "x-privserve-replica"
+ADMIN_KEY = "sk-test-replicas-admin"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,7 @@ def replicated(
         args=["--replicas", "2", "--embedding-model", "", "--threads", "1", "--parallel", "4"],
         env={
             "PRIVSERVE_API_KEY": api_key,
+            "PRIVSERVE_ADMIN_KEY": ADMIN_KEY,
             # Two replicas and the ingress on a two-core machine.
             "PRIVSERVE_RAY__REPLICA_CPUS": "0.5",
             **shared,
@@ -128,6 +130,28 @@ def test_metrics_through_the_ingress_count_every_replicas_requests(
         by_replica[answer.headers[REPLICA]] += 1
     for name, count in by_replica.items():
         assert after[name] - before.get(name, 0.0) == count, (before, after, by_replica)
+
+
+def test_a_model_unloaded_and_loaded_by_hand_is_so_on_every_replica(
+    replicated: RunningServer,
+) -> None:
+    def loaded() -> dict[str, float]:
+        page = httpx.get(replicated.root_url + "/metrics", timeout=60).text
+        return {
+            sample.labels["replica"]: sample.value
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.name == "privserve_models_loaded" and sample.labels["kind"] == "chat"
+        }
+
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    assert list(loaded().values()) == [1.0, 1.0]
+    url = f"{replicated.base_url.removesuffix('/v1')}/admin/v1/models/{MODEL}"
+    unloaded = httpx.post(f"{url}/unload", headers=admin, timeout=120)
+    assert unloaded.status_code == 200 and unloaded.json()["state"] == "unloaded"
+    assert list(loaded().values()) == [0.0, 0.0]
+    assert httpx.post(f"{url}/load", headers=admin, timeout=120).json()["state"] == "loaded"
+    assert list(loaded().values()) == [1.0, 1.0]
 
 
 def test_a_prompts_later_requests_reach_the_replica_that_cached_it(

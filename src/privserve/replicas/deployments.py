@@ -6,6 +6,7 @@ engines) in process. Ray starts, health-checks and restarts the replicas."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -22,13 +23,16 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from privserve.api.app import create_app
 from privserve.config import Settings, load_settings
 from privserve.engine.llama.slots import default_parallel
-from privserve.errors import BodyTooLarge
+from privserve.errors import BodyTooLarge, EngineError
 from privserve.replicas.forwarding import ForwardedRequest, ResponseStart, replay
 from privserve.replicas.metrics import merge_pages
 from privserve.replicas.router import ROUTING_KEY, PrefixAffinityRouter
 from privserve.replicas.routing import routing_key
 
+# A replica's name, and its whole answer to a request every replica answers.
+Answer = tuple[str, ResponseStart, bytes]
 METRICS_PATH = "/metrics"
+EVERY_REPLICA = re.compile(r"/admin/v1/models/.+/(load|unload)")
 # Requests a replica may hold: its slots and waiting list bound them already (429 beyond).
 MAX_ONGOING = 1024
 
@@ -50,8 +54,9 @@ class EngineReplica:
         async for part in replay(self._app, request, self._name):
             yield part
 
-    async def scrape(self, request: ForwardedRequest) -> tuple[str, ResponseStart, bytes]:
-        """The replica's whole answer to `request` (its /metrics page), with its name."""
+    async def answer(self, request: ForwardedRequest) -> Answer:
+        """The replica's whole answer to `request`, with its name: for the requests every
+        replica must answer (a metrics scrape, loading or unloading a model)."""
         start, body = ResponseStart(500), bytearray()
         async for part in replay(self._app, request, self._name):
             if isinstance(part, ResponseStart):
@@ -100,6 +105,8 @@ class Ingress:
         )
         if forwarded.method == "GET" and forwarded.path == METRICS_PATH:
             return await self._metrics(forwarded)
+        if forwarded.method == "POST" and EVERY_REPLICA.fullmatch(forwarded.path):
+            return await self._on_every_replica(forwarded)
         key = routing_key(forwarded.path, forwarded.body, self._prefix_chars)
         parts, start = await self._start(forwarded, key)
 
@@ -112,22 +119,36 @@ class Ingress:
         response.raw_headers = start.headers
         return response
 
-    async def _metrics(self, forwarded: ForwardedRequest) -> Response:
-        """Every live replica's page, as one: each sample labelled with its replica."""
-        answers = await self._replicas.broadcast("scrape", forwarded).results_async(
+    async def _broadcast(
+        self, forwarded: ForwardedRequest
+    ) -> list[tuple[str, ResponseStart, bytes]]:
+        """Every live replica's answer; one that died since is left out (Ray replaces it)."""
+        answers = await self._replicas.broadcast("answer", forwarded).results_async(
             return_exceptions=True
         )
-        pages = {}
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                continue  # a replica that died since; Ray is replacing it
-            name, start, body = answer
+        return [answer for answer in answers if not isinstance(answer, BaseException)]
+
+    async def _metrics(self, forwarded: ForwardedRequest) -> Response:
+        """Every live replica's page, as one: each sample labelled with its replica."""
+        answers = await self._broadcast(forwarded)
+        for _, start, body in answers:
             if start.status != 200:  # refused (an admin key is needed): the same for all
-                response = Response(body, status_code=start.status)
-                response.raw_headers = start.headers
-                return response
-            pages[name] = body.decode()
+                return _whole(start, body)
+        pages = {name: body.decode() for name, _, body in answers}
         return Response(merge_pages(pages), media_type=CONTENT_TYPE_LATEST)
+
+    async def _on_every_replica(self, forwarded: ForwardedRequest) -> Response:
+        """A model loaded or unloaded by hand is loaded or unloaded on every replica: the
+        answer is the first refusal, else the first replica's."""
+        answers = await self._broadcast(forwarded)
+        if not answers:
+            error = EngineError("no replica is running; Ray is starting them")
+            return JSONResponse(error.to_body(), status_code=503)
+        for _, start, body in answers:
+            if start.status >= 400:
+                return _whole(start, body)
+        _, start, body = answers[0]
+        return _whole(start, body)
 
     async def _start(
         self, forwarded: ForwardedRequest, key: str | None
@@ -148,6 +169,12 @@ class Ingress:
             assert isinstance(start, ResponseStart)
             return parts, start
         raise AssertionError("unreachable")
+
+
+def _whole(start: ResponseStart, body: bytes) -> Response:
+    response = Response(body, status_code=start.status)
+    response.raw_headers = start.headers
+    return response
 
 
 def application(settings: Settings) -> serve.Application:
