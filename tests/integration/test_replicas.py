@@ -132,6 +132,38 @@ def test_metrics_through_the_ingress_count_every_replicas_requests(
         assert after[name] - before.get(name, 0.0) == count, (before, after, by_replica)
 
 
+def test_a_client_that_leaves_frees_its_replicas_work(
+    replicated: RunningServer, api_key: str
+) -> None:
+    def running() -> float:
+        page = httpx.get(replicated.root_url + "/metrics", timeout=60).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.name == "privserve_requests_running"
+        )
+
+    body = {
+        "model": MODEL,
+        "max_tokens": 3000,
+        "stream": True,
+        "logit_bias": {"0": -100, "2": -100, "4": -100},  # its end tokens: it runs on
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+    }
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=replicated.root_url, timeout=120) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as stream:
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("data: "))
+            assert running() == 1
+        # The connection is closed mid-answer.
+    deadline = time.monotonic() + 30
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert running() == 0
+
+
 def test_a_model_unloaded_and_loaded_by_hand_is_so_on_every_replica(
     replicated: RunningServer,
 ) -> None:

@@ -111,9 +111,15 @@ class Ingress:
         parts, start = await self._start(forwarded, key)
 
         async def rest() -> AsyncIterator[bytes]:
-            async for part in parts:
-                if isinstance(part, bytes):
-                    yield part
+            finished = False
+            try:
+                async for part in parts:
+                    if isinstance(part, bytes):
+                        yield part
+                finished = True
+            finally:
+                if not finished:  # the client left: the replica stops the work
+                    parts.cancel()  # type: ignore[no-untyped-call]
 
         response = StreamingResponse(rest(), status_code=start.status)
         response.raw_headers = start.headers

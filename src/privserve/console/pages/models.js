@@ -56,7 +56,7 @@ async function modelTable(context, update) {
         h("td", { class: "num" }, stats ? stats.tokens_per_second.toFixed(1) : "—"),
         h("td", { class: "num" }, stats ? hitRate(stats) : "—"),
         h("td", { class: "num" }, stats && stats.kv_cells
-          ? `${((100 * stats.kv_cells_used) / stats.kv_cells).toFixed(0)}%` : "—"),
+          ? `${((100 * stats.kv_cells_used) / stats.kv_cells).toFixed(1)}%` : "—"),
         h("td", {}, caller.admin && chat ? loadButton(context, model, update) : ""),
       );
     })),
