@@ -101,6 +101,8 @@ def test_both_replicas_serve_and_name_themselves(replicated: RunningServer, api_
         answers = [chat(http, api_key, f"You are assistant number {i}.") for i in range(16)]
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     assert len({a.headers[REPLICA] for a in answers}) == 2
+    # One request id per response, the one the ledger keeps.
+    assert all(len(a.headers.get_list("x-request-id")) == 1 for a in answers)
 
 
 def test_metrics_through_the_ingress_count_every_replicas_requests(

@@ -122,7 +122,14 @@ class Ingress:
                     parts.cancel()  # type: ignore[no-untyped-call]
 
         response = StreamingResponse(rest(), status_code=start.status)
-        response.raw_headers = start.headers
+        # Ray's proxy gave the request an x-request-id, which the app took as its own, and
+        # adds it to the response itself: once is enough.
+        given = request.headers.get("x-request-id", "").encode("latin-1")
+        response.raw_headers = [
+            (name, value)
+            for name, value in start.headers
+            if not (name.lower() == b"x-request-id" and value == given)
+        ]
         return response
 
     async def _broadcast(
