@@ -18,7 +18,7 @@ from privserve.convert.estimate import choose_bits, shape_of
 from privserve.convert.pipeline import Converted, Precision, convert, precision_for
 from privserve.convert.toolkit import Toolkit, ensure_toolkit
 from privserve.engine.llama.chat_format import chat_format_label
-from privserve.engine.llama.slots import default_parallel
+from privserve.engine.llama.slots import configured_slots
 from privserve.errors import PrivserveError
 from privserve.models.store import ModelStore, RegisteredModel
 
@@ -53,7 +53,7 @@ def convert_command(
         source = read_checkpoint(checkpoint.expanduser().resolve())
         if bits == "auto":
             shape = shape_of(source.config)
-            slots = settings.llama.parallel or default_parallel(settings.llama.n_ctx)
+            slots = configured_slots(settings.llama)
             device = serving_device()
             sixteen = precision_for(16, source).label
             choice = choose_bits(

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from privserve.api.app import create_app
 from privserve.config import Settings, load_settings
-from privserve.engine.llama.slots import default_parallel
+from privserve.engine.llama.slots import configured_slots
 from privserve.errors import BodyTooLarge, EngineError
 from privserve.replicas.forwarding import ForwardedRequest, ResponseStart, replay
 from privserve.replicas.metrics import merge_pages
@@ -198,7 +198,10 @@ def application(settings: Settings) -> serve.Application:
         RequestRouterConfig(
             # A class or its import path, whatever pydantic's view of the field says.
             request_router_class=PrefixAffinityRouter,  # type: ignore[arg-type]
-            request_router_kwargs={"bound": ray.load_bound, "slots": _slots(replica_settings)},
+            request_router_kwargs={
+                "bound": ray.load_bound,
+                "slots": configured_slots(replica_settings.llama),
+            },
         )
         if ray.router == "prefix"
         else RequestRouterConfig()
@@ -234,12 +237,6 @@ def build(args: dict[str, Any]) -> serve.Application:
             overrides[name] = value
     config = os.environ.get("PRIVSERVE_CONFIG")
     return application(load_settings(Path(config) if config else None, **overrides))
-
-
-def _slots(settings: Settings) -> int:
-    """The requests one replica runs at once, as its engine will size itself."""
-    llama = settings.llama
-    return llama.parallel or default_parallel(llama.n_ctx, cores=llama.n_threads)
 
 
 def _per_replica(settings: Settings) -> Settings:

@@ -41,7 +41,7 @@ from privserve.engine.llama.context import ContextShape, DecodeFailed, LlamaCont
 from privserve.engine.llama.grammar import constraint_grammar, init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
-from privserve.engine.llama.slots import SlotTable, default_parallel
+from privserve.engine.llama.slots import SlotTable, configured_slots
 from privserve.engine.llama.waiting import WaitingList
 from privserve.engine.streams import GenerationStream, Outbox
 from privserve.errors import EngineError, PrivserveError, RequestTimedOut, ShuttingDown
@@ -74,7 +74,7 @@ class LlamaEngine:
         batch_max_wait_s: float = 10.0,
     ) -> None:
         self._model = model
-        sequences = config.parallel or default_parallel(config.n_ctx)
+        sequences = configured_slots(config)
         self._shape = ContextShape(
             sequences=sequences,
             tokens_per_sequence=config.n_ctx,

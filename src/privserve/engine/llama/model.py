@@ -17,7 +17,7 @@ from privserve.config import LlamaConfig
 from privserve.engine.base import ModelSpec, PromptMessage, TemplateThinking
 from privserve.engine.llama.chat_format import ChatFormat, no_chat_format, select_chat_format
 from privserve.engine.llama.offload import Offload, free_gpu, llama_offloads, plan_offload
-from privserve.engine.llama.slots import default_parallel
+from privserve.engine.llama.slots import configured_slots
 from privserve.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -109,14 +109,13 @@ def offload_for(path: Path, config: LlamaConfig) -> Offload:
     offloads = llama_offloads()
     gpu = free_gpu() if offloads else None
     auto_on_gpu = config.n_gpu_layers == "auto" and gpu is not None
-    slots = config.parallel or default_parallel(config.n_ctx)
     return plan_offload(
         config.n_gpu_layers,
         offloads=offloads,
         gpu=gpu,
         file_bytes=path.stat().st_size if path.is_file() else 0,
         metadata=read_gguf_metadata(path) if auto_on_gpu and path.is_file() else {},
-        context_cells=config.n_ctx * slots,
+        context_cells=config.n_ctx * configured_slots(config),
     )
 
 

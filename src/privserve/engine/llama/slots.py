@@ -17,11 +17,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from privserve.config import LlamaConfig
+
 
 def default_parallel(context_length: int, cores: int | None = None) -> int:
     """Slots when none are configured: enough to keep the cores busy, bounded by KV memory."""
     cores = cores or os.cpu_count() or 1
     return max(1, min(16, 4 * cores, 65536 // context_length))
+
+
+def configured_slots(llama: LlamaConfig) -> int:
+    """The slots an engine with these settings has: `parallel`, else the default for its
+    context on this machine's cores."""
+    return llama.parallel or default_parallel(llama.n_ctx)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
