@@ -67,11 +67,9 @@ class EngineReplica:
 
     async def check_health(self) -> None:
         """Ray restarts a replica whose engine thread died."""
-        catalog = self._app.state.catalog
-        for model_id in catalog.loaded_model_ids():
-            reason = catalog.text_engine(model_id).health()
-            if reason is not None:
-                raise RuntimeError(f"{model_id}: {reason}")
+        failures = self._app.state.catalog.engine_failures()
+        if failures:
+            raise RuntimeError("; ".join(f"{m}: {reason}" for m, reason in failures.items()))
 
     async def __del__(self) -> None:
         await self._stack.aclose()
@@ -132,9 +130,7 @@ class Ingress:
         ]
         return response
 
-    async def _broadcast(
-        self, forwarded: ForwardedRequest
-    ) -> list[tuple[str, ResponseStart, bytes]]:
+    async def _broadcast(self, forwarded: ForwardedRequest) -> list[Answer]:
         """Every live replica's answer; one that died since is left out (Ray replaces it)."""
         answers = await self._replicas.broadcast("answer", forwarded).results_async(
             return_exceptions=True

@@ -82,6 +82,14 @@ class ModelCatalog:
     def loaded_model_ids(self) -> list[str]:
         return self.chat_models.loaded_ids()
 
+    def engine_failures(self) -> dict[str, str]:
+        """The loaded chat models whose engine cannot serve (its thread died), and why."""
+        return {
+            model_id: reason
+            for model_id in self.loaded_model_ids()
+            if (reason := self.text_engine(model_id).health()) is not None
+        }
+
     def context_length(self, model_id: str) -> int:
         """The window a request to a chat model gets, loaded or not (0: not known)."""
         engine = self.chat_models.loaded(model_id)

@@ -17,11 +17,7 @@ router = APIRouter()
 async def health(catalog: Catalog) -> dict[str, object] | JSONResponse:
     """Liveness plus each engine's counters (queue depth, running, tokens, forward passes);
     503 once an engine cannot serve (its thread died)."""
-    failures = {
-        m: reason
-        for m in catalog.loaded_model_ids()
-        if (reason := catalog.text_engine(m).health()) is not None
-    }
+    failures = catalog.engine_failures()
     if failures:
         failed = "; ".join(f"{model}: {reason}" for model, reason in failures.items())
         error = EngineError(f"an engine cannot serve: {failed}")
