@@ -224,6 +224,16 @@ class RayConfig(BaseModel):
         4096, ge=64, description="Characters of a prompt's leading blocks the key is made of."
     )
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the server runs on Ray: replicas asked for, or a cluster named."""
+        return self.replicas is not None or self.address is not None
+
+    @property
+    def count(self) -> int:
+        """The replicas to run: as asked, else one (a cluster named with no count)."""
+        return self.replicas or 1
+
 
 class ModelSettings(BaseModel):
     """Settings of one served model, by its id (`[models."qwen3-8b"]` in the TOML file)."""

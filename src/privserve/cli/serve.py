@@ -176,8 +176,7 @@ def run_server(settings: Settings) -> None:
         ) from None
     issued = with_key_store(settings, _first_key)
     host, port = sock.getsockname()[:2]
-    on_ray = settings.ray.replicas is not None or settings.ray.address is not None
-    if on_ray:
+    if settings.ray.enabled:
         sock.close()  # Ray Serve's proxy binds the port: this only picked it
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown_host}:{port}/v1"
@@ -202,12 +201,11 @@ def run_server(settings: Settings) -> None:
         '"content": "Hello"}]}\'',
         markup=False,
     )
-    if on_ray:
+    if settings.ray.enabled:
         from privserve.replicas.launch import run_on_ray  # the `ray` extra
 
-        count = settings.ray.replicas or 1
         where = settings.ray.address or "a local Ray instance"
-        console.print(f"Replicas: {count} on {where}", markup=False)
+        console.print(f"Replicas: {settings.ray.count} on {where}", markup=False)
         run_on_ray(settings, host, port)
         return
     app = create_app(settings)

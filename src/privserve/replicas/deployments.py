@@ -204,7 +204,7 @@ def application(settings: Settings) -> serve.Application:
     )
     engines = serve.deployment(
         name="privserve-engines",
-        num_replicas=ray.replicas or 1,
+        num_replicas=ray.count,
         max_ongoing_requests=MAX_ONGOING,
         ray_actor_options={"num_cpus": ray.replica_cpus, "num_gpus": ray.replica_gpus},
         request_router_config=router,
@@ -213,7 +213,7 @@ def application(settings: Settings) -> serve.Application:
     )(EngineReplica).bind(replica_settings)
     ingress = serve.deployment(
         name="privserve",
-        max_ongoing_requests=MAX_ONGOING * (ray.replicas or 1),
+        max_ongoing_requests=MAX_ONGOING * ray.count,
         ray_actor_options={"num_cpus": 0},
     )(Ingress)
     return ingress.bind(engines, settings)

@@ -34,7 +34,7 @@ def run_on_ray(settings: Settings, host: str, port: int) -> None:
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(application(settings), name=APP_NAME, route_prefix="/")
-        logger.info("%d replicas serving on %s:%d", settings.ray.replicas or 1, host, port)
+        logger.info("%d replicas serving on %s:%d", settings.ray.count, host, port)
         stop.wait()
         serve.delete(APP_NAME)
         serve.shutdown()  # type: ignore[no-untyped-call]
