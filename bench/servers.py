@@ -70,16 +70,21 @@ def start_privserve(
     parallel: int,
     log: Path,
     gpu_layers: int | None = None,
+    *,
+    model: str = MODEL_ID,
+    settings: dict[str, str] | None = None,
+    name: str = "privserve",
 ) -> Running:
+    """`model`: a bundled model's name or a GGUF path; `settings`: PRIVSERVE_* variables."""
     port = free_port()
-    env = {**os.environ, "PRIVSERVE_HOME": str(home), "PRIVSERVE_API_KEY": key}
+    env = {**os.environ, "PRIVSERVE_HOME": str(home), "PRIVSERVE_API_KEY": key, **(settings or {})}
     if gpu_layers is not None:
         env["PRIVSERVE_LLAMA__N_GPU_LAYERS"] = str(gpu_layers)
-    cmd = [sys.executable, "-m", "privserve", "serve", "--port", str(port), "--model", MODEL_ID]
+    cmd = [sys.executable, "-m", "privserve", "serve", "--port", str(port), "--model", model]
     cmd += ["--threads", str(threads), "--ctx-size", str(ctx), "--parallel", str(parallel)]
     process = launch(cmd, log, env)
     wait_ready(f"http://127.0.0.1:{port}/health", process)
-    return Running("privserve", process, f"http://127.0.0.1:{port}")
+    return Running(name, process, f"http://127.0.0.1:{port}")
 
 
 def start_llama_cpp_python(model_path: Path, threads: int, ctx: int, log: Path) -> Running:
@@ -120,17 +125,27 @@ def start_llama_server(
     parallel: int,
     log: Path,
     gpu_layers: int | None = None,
+    *,
+    model_id: str = MODEL_ID,
+    chat_template: str | None = "gemma",
+    extra: list[str] | None = None,
+    name: str = "llama-server",
 ) -> Running:
+    """`chat_template`: a built-in template's name, or None for the GGUF's own (jinja)."""
     port = free_port()
     # Its context is shared by the slots (-kvu): give it what privserve gives all its slots.
     cmd = [str(binary), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["-a", MODEL_ID, "-np", str(parallel), "-cb", "-kvu", "-t", str(threads)]
-    cmd += ["-tb", str(threads), "-c", str(ctx * parallel), "--no-jinja"]
-    cmd += ["--chat-template", "gemma", "--no-webui"]
+    cmd += ["-a", model_id, "-np", str(parallel), "-cb", "-kvu", "-t", str(threads)]
+    cmd += ["-tb", str(threads), "-c", str(ctx * parallel), "--no-webui"]
+    if chat_template is None:
+        cmd += ["--jinja"]
+    else:
+        cmd += ["--no-jinja", "--chat-template", chat_template]
+    cmd += extra or []
     if gpu_layers is not None:
         cmd += ["-ngl", str(gpu_layers if gpu_layers >= 0 else 999)]
     if not repacking_enabled(None, system_info(llama_cpp)):
         cmd += ["--no-repack"]  # as privserve decides for this machine, for a fair comparison
     process = launch(cmd, log)
     wait_ready(f"http://127.0.0.1:{port}/health", process)
-    return Running("llama-server", process, f"http://127.0.0.1:{port}")
+    return Running(name, process, f"http://127.0.0.1:{port}")

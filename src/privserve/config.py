@@ -94,6 +94,20 @@ class LlamaConfig(BaseModel):
         description="Let llama.cpp repack weights for its faster CPU kernels; default: yes, "
         "except on builds with AMX kernels, which crashed.",
     )
+    draft_max: int = Field(
+        8,
+        ge=0,
+        le=64,
+        description="Tokens drafted per step from the prompt and the answer so far (prompt "
+        "lookup) and checked in the same batch; 0 turns drafting off. The output is the same "
+        "with or without drafts.",
+    )
+    draft_batch: int = Field(
+        16,
+        ge=1,
+        description="Answer rows per step, drafts included, beyond which nothing is drafted: "
+        "a fuller batch is already compute-bound.",
+    )
 
 
 class EmbeddingConfig(BaseModel):

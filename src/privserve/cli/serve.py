@@ -69,6 +69,13 @@ def serve(
         int | None,
         typer.Option(help="Sequences decoded together; default: from cores and context size."),
     ] = None,
+    draft_max: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens drafted per step from the prompt (prompt lookup) and checked by the "
+            "model in the same batch; 0 turns drafting off (default 8). Output is unchanged.",
+        ),
+    ] = None,
     embedding_model: Annotated[
         str | None,
         typer.Option(
@@ -137,6 +144,7 @@ def serve(
         llama__n_ctx=ctx_size,
         llama__n_threads=threads,
         llama__parallel=parallel,
+        llama__draft_max=draft_max,
         embedding__model=embedding_model,
         rerank__model=rerank_model,
         reasoning_format=reasoning_format,

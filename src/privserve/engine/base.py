@@ -202,6 +202,9 @@ class EngineStats:
     # though llama.cpp shares its cells), and the cache's size.
     kv_cells_used: int = 0
     kv_cells: int = 0
+    # Tokens drafted from the prompt and checked by the model, and those it kept.
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
 
 
 class TokenStream(Protocol):

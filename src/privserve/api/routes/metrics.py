@@ -58,6 +58,14 @@ class EngineCollector(Collector):
                 "cached_prompt_tokens",
             ),
             "privserve_engine_steps": ("Forward passes of the chat engine.", "steps"),
+            "privserve_draft_tokens": (
+                "Tokens drafted from the prompt (prompt lookup) and checked by the model.",
+                "draft_tokens",
+            ),
+            "privserve_draft_accepted_tokens": (
+                "Drafted tokens the model kept.",
+                "accepted_draft_tokens",
+            ),
         }
         for name, (text, field) in counters.items():
             counter = CounterMetricFamily(name, text, labels=["model"])

@@ -16,6 +16,7 @@ from typing import Any
 
 from privserve.engine.base import GenerationRequest, OutputConstraint
 from privserve.engine.llama.context import LlamaContext
+from privserve.engine.llama.drafting import LookupShape
 from privserve.engine.llama.grammar import init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
@@ -34,8 +35,10 @@ class Admission:
         context: LlamaContext,
         slots: SlotTable,
         grammar_of: Callable[[OutputConstraint], str],
+        lookup: LookupShape | None = None,
     ) -> None:
         self._model = model
+        self._lookup = lookup
         self._context = context
         self._slots = slots
         self._grammar_of = grammar_of
@@ -89,6 +92,7 @@ class Admission:
                 context_length=self._context.shape.tokens_per_sequence,
                 deadline=item.deadline,
                 grammar=self._grammar_sampler(stream.request),
+                lookup=self._lookup,
             )
         except PrivserveError as exc:  # the client's to read, as itself
             slot.prompt = ()

@@ -80,16 +80,25 @@ class LlamaContext:
         self._size = i + 1
         return i
 
-    def add_run(self, tokens: list[int], start: int, sequence: int, *, logits_last: bool) -> int:
-        """Queues consecutive prompt tokens of one sequence; returns the last one's index."""
+    def add_run(
+        self,
+        tokens: list[int],
+        start: int,
+        sequence: int,
+        *,
+        logits_last: bool = False,
+        logits_all: bool = False,
+    ) -> int:
+        """Queues consecutive tokens of one sequence; returns the last one's index (with
+        `logits_all`, each token's logits row is its index)."""
         i, n = self._size, len(tokens)
         self._tokens[i : i + n] = tokens
         self._positions[i : i + n] = np.arange(start, start + n, dtype=np.int32)
         self._n_seq_ids[i : i + n] = 1
         for row in self._seq_id_rows[i : i + n]:
             row[0] = sequence
-        self._wants_logits[i : i + n] = 0
-        self._wants_logits[i + n - 1] = logits_last
+        self._wants_logits[i : i + n] = logits_all
+        self._wants_logits[i + n - 1] = logits_last or logits_all
         self._size = i + n
         return i + n - 1
 

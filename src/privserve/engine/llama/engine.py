@@ -1,9 +1,11 @@
 """A continuous-batching llama.cpp engine: one thread, one context, many sequences.
 
-Each step builds one batch: the next token of every answering sequence first, then prompt
-chunks of newly admitted requests up to the step's token budget (so a long prompt never
-stalls everyone's answers), runs one `llama_decode`, and samples every sequence that needs a
-token. Requests join at the next step and leave as soon as they finish or are cancelled.
+Each step builds one batch: the next token of every answering sequence first (with the
+tokens drafted after it from its prompt, see `drafting.py`), then prompt chunks of newly
+admitted requests up to the step's token budget (so a long prompt never stalls everyone's
+answers), runs one `llama_decode`, and samples every sequence that needs a token, keeping
+the drafted tokens the model would have written itself. Requests join at the next step and
+leave as soon as they finish or are cancelled.
 The event loop only submits to the waiting list (`waiting.py`) and reads per-request
 queues; `admission.py` moves waiting requests into slots.
 """
@@ -38,6 +40,7 @@ from privserve.engine.base import (
 )
 from privserve.engine.llama.admission import Admission
 from privserve.engine.llama.context import ContextShape, DecodeFailed, LlamaContext
+from privserve.engine.llama.drafting import LookupShape
 from privserve.engine.llama.grammar import constraint_grammar, init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
@@ -61,6 +64,8 @@ class _Counters:
     cached: int = 0
     steps: int = 0
     last_step_ms: float = 0.0
+    drafted: int = 0
+    accepted: int = 0
 
 
 class LlamaEngine:
@@ -93,7 +98,12 @@ class LlamaEngine:
         self._outbox = Outbox()
         # Grammars are built when a request is checked and used again when it starts.
         self._grammar_of = functools.lru_cache(maxsize=64)(constraint_grammar)
-        self._admission = Admission(model, self._context, self._slots, self._grammar_of)
+        # Drafts cost batch rows; past this many answer rows a step is compute-bound anyway.
+        self._draft_rows = min(config.draft_batch, self._shape.batch_tokens)
+        lookup = LookupShape(config.draft_max) if config.draft_max and model.can_rewind else None
+        self._admission = Admission(
+            model, self._context, self._slots, self._grammar_of, lookup=lookup
+        )
         self._grammar_pool = ThreadPoolExecutor(_GRAMMAR_THREADS, f"grammar-{model.spec.model_id}")
         self._failure: str | None = None  # why the engine thread died, if it did
         self._thread = threading.Thread(
@@ -213,6 +223,8 @@ class LlamaEngine:
             # Read from the engine thread's slots without a lock: a gauge may be a step old.
             kv_cells_used=sum(len(slot.cached) for slot in list(self._slots.slots)),
             kv_cells=self._shape.sequences * self._shape.tokens_per_sequence,
+            draft_tokens=counters.drafted,
+            accepted_draft_tokens=counters.accepted,
         )
 
     def stop(self) -> None:
@@ -259,15 +271,23 @@ class LlamaEngine:
         self._admit()
         context = self._context
         outputs: list[tuple[RunningSequence, int]] = []  # sequences to sample, and their row
+        drafts: list[tuple[RunningSequence, int, list[int]]] = []  # and their first row
         batched: list[RunningSequence] = []
-        for sequence in self._running:
-            if sequence.next_token is not None:
-                slot = sequence.slot
-                row = context.add(sequence.next_token, len(slot.cached), slot.sequence, logits=True)
-                slot.cached.append(sequence.next_token)
-                sequence.next_token = None
+        decoding = [s for s in self._running if s.next_token is not None]
+        draft_limit = (self._draft_rows - len(decoding)) // max(1, len(decoding))
+        for sequence in decoding:
+            assert sequence.next_token is not None
+            slot = sequence.slot
+            draft = sequence.draft(draft_limit)
+            run = [sequence.next_token, *draft]
+            row = context.add_run(run, len(slot.cached), slot.sequence, logits_all=True)
+            slot.cached.extend(run)
+            sequence.next_token = None
+            if draft:
+                drafts.append((sequence, row - len(draft), draft))
+            else:
                 outputs.append((sequence, row))
-                batched.append(sequence)
+            batched.append(sequence)
         budget = self._shape.batch_tokens - context.batch_size
         prefilled = 0
         for sequence in self._running:
@@ -307,6 +327,8 @@ class LlamaEngine:
                 continue
             generated += 1
             self._take(sequence, token, logits)
+        for sequence, row, draft in drafts:
+            generated += self._verify(sequence, row, draft)
         counters = self._counters
         counters.steps += 1
         counters.generated += generated
@@ -316,6 +338,46 @@ class LlamaEngine:
         self._recent.append((now, generated))
         while self._recent and now - self._recent[0][0] > _RATE_WINDOW_S:
             self._recent.popleft()
+
+    def _verify(self, sequence: RunningSequence, first_row: int, draft: list[int]) -> int:
+        """Samples the rows of a sequence's last token and its draft in order, as if they
+        had come one step each, while the model's token is the drafted one; drops the cache
+        of the drafted tokens past the first it did not write. Returns the tokens taken.
+
+        Sampling first and comparing after is the exact rule for a fixed draft: a drafted
+        token is kept with the probability the model gives it, and on a miss the token comes
+        from the model's distribution without it; each output token takes one random draw,
+        so a seeded answer is the same with or without drafts."""
+        context = self._context
+        slot = sequence.slot
+        kept = len(slot.cached) - len(draft)  # the cells up to the last token's
+        accepted = taken = 0
+        for j in range(len(draft) + 1):
+            row = first_row + j
+            logits = context.logits(row)
+            token = sequence.choose(context.handle, row, logits)
+            assert token is not None  # only sequences without a grammar draft
+            taken += 1
+            matched = j < len(draft) and token == draft[j]
+            accepted += matched
+            self._take(sequence, token, logits)
+            if sequence.finished or not matched:
+                break
+            sequence.next_token = None  # its cells are already in the cache
+        counters = self._counters
+        counters.drafted += len(draft)
+        counters.accepted += accepted
+        if sequence.lookup is not None:
+            sequence.lookup.checked(len(draft), accepted)
+        if sequence.finished:
+            return taken  # released: its slot keeps only the prompt
+        if accepted < len(draft):
+            del slot.cached[kept + accepted :]
+            if not context.keep_prefix(slot.sequence, len(slot.cached)):
+                slot.cached.clear()
+                context.clear(slot.sequence)
+                self._release(sequence, EngineError("the model could not drop a draft"))
+        return taken
 
     def _take(self, sequence: RunningSequence, token: int, logits: npt.NDArray[np.float32]) -> None:
         event = sequence.take(token, logits)

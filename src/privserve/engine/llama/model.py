@@ -194,6 +194,15 @@ class LlamaModel:
     def detokenize(self, ids: Sequence[int]) -> str:
         return b"".join(self.piece(t, special=True) for t in ids).decode("utf-8", "replace")
 
+    @property
+    def can_rewind(self) -> bool:
+        """Whether the end of a sequence's cache can be dropped (not in recurrent layers,
+        whose state has no positions)."""
+        lib = self.lib
+        return not (
+            lib.llama_model_is_recurrent(self.handle) or lib.llama_model_is_hybrid(self.handle)
+        )
+
     def is_end_of_generation(self, token: int) -> bool:
         return bool(self.lib.llama_vocab_is_eog(self.vocab, token))
 

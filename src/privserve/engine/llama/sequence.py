@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from privserve.engine.base import FinishReason, ThinkingControl, TokenEvent, TokenLogprob
+from privserve.engine.llama.drafting import LookupShape, PromptLookup
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sampling import TokenSampler, token_logprob
 from privserve.engine.llama.slots import Slot
@@ -27,8 +28,11 @@ class RunningSequence:
         context_length: int,
         deadline: float | None,
         grammar: object = None,
+        lookup: LookupShape | None = None,
     ) -> None:
-        """`grammar` is the request's llama.cpp grammar sampler, owned from here on."""
+        """`grammar` is the request's llama.cpp grammar sampler, owned from here on; with
+        `lookup`, the sequence drafts from its prompt (never under a grammar, whose slow
+        pass cannot check a run of drafted tokens)."""
         request = stream.request
         self.stream = stream
         self.slot = slot
@@ -58,10 +62,20 @@ class RunningSequence:
         self._stops = StopMatcher(request.sampling.stop)
         self._logprobs: list[TokenLogprob] = []
         self.produced = 0
+        self.lookup = (
+            PromptLookup(self.prompt, lookup) if lookup is not None and grammar is None else None
+        )
 
     @property
     def prefilling(self) -> bool:
         return len(self.slot.cached) < len(self.prompt)
+
+    def draft(self, limit: int) -> list[int]:
+        """Tokens that may follow `next_token`, to check in the same step; never more than
+        the answer may still produce after it."""
+        if self.lookup is None or self._forced:
+            return []
+        return self.lookup.draft(min(limit, self._budget - self.produced - 1))
 
     def choose(
         self, context_handle: object, row: int, logits: npt.NDArray[np.float32]
@@ -82,6 +96,8 @@ class RunningSequence:
     def take(self, token: int, logits: npt.NDArray[np.float32]) -> TokenEvent | None:
         """Takes the chosen token; returns the event to send, if any."""
         self.produced += 1
+        if self.lookup is not None:
+            self.lookup.extend((token,))
         if self._sampling.logprobs:
             self._logprobs.append(
                 token_logprob(self._model, logits, token, self._sampling.top_logprobs)
