@@ -10,7 +10,9 @@ they do not share the CPU), each level with its own questions, the same for ever
 - privserve as configured by default (drafts from the prompt on);
 - privserve without drafts (`PRIVSERVE_LLAMA__DRAFT_MAX=0`);
 - `llama-server` from the same llama.cpp (bench/build_llama_server.sh) with `-np`, `-kvu`
-  and `--cache-reuse`; skipped, saying so, when it is not built.
+  and `--cache-reuse`; skipped, saying so, when it is not built;
+- with `--servers ... llama-server-ngram`, llama-server with its own n-gram drafting
+  (`--spec-type ngram-simple`) too.
 
 For each level: time to first token and end-to-end latency p50/p95, output and prompt tok/s,
 the load client's own CPU share (it shares the cores with the server, so it reads the stream
@@ -45,6 +47,12 @@ from servers import Running, find_llama_server, start_llama_server, start_privse
 
 # llama-server's built-in template for each bundled model (the GGUF's own otherwise).
 TEMPLATES = {"gemma3-270m": "gemma"}
+# The llama-server setups: its prompt cache, and (as "llama-server-ngram") its own n-gram
+# drafting from the prompt, which the pinned llama.cpp has but does not turn on by default.
+LLAMA_SERVER_FLAGS = {
+    "llama-server": ["--cache-reuse", "256"],
+    "llama-server-ngram": ["--cache-reuse", "256", "--spec-type", "ngram-simple"],
+}
 TARGETS = [
     # (what, numerator, denominator, level, metric, at least (True) or at most)
     ("1 user tok/s vs llama-server, no drafts", "privserve-no-drafts", "llama-server", 1,
@@ -213,7 +221,7 @@ def main() -> None:
     parser.add_argument("--model", default="gemma3-270m", choices=sorted(BUNDLED_MODELS))
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument(
-        "--requests", type=int, default=8, help="requests per level, at least 2 per user"
+        "--requests", type=int, default=8, help="requests per level, at least one per user"
     )
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--quotes", type=int, default=6, help="quoted chunks per question")
@@ -227,7 +235,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=130)
     key = "bench-" + secrets.token_urlsafe(12)
-    counts = {users: max(args.requests, 2 * users) for users in args.levels}
+    counts = {users: max(args.requests, users) for users in args.levels}
     conversations = rag_requests(1 + sum(counts.values()), quotes=args.quotes)
     bodies: dict[int, list[bytes]] = {}
     offset = 1
@@ -259,7 +267,7 @@ def main() -> None:
                 running = start_llama_server(
                     binary, model_path, args.threads, args.ctx, args.parallel, log,
                     model_id=args.model, chat_template=TEMPLATES.get(args.model),
-                    extra=["--cache-reuse", "256"], name=name,
+                    extra=LLAMA_SERVER_FLAGS[name], name=name,
                 )  # fmt: skip
             console.print(f"{name} at {running.base_url}")
             try:
@@ -328,7 +336,7 @@ def report(
 
     ratios: dict[str, Any] = {}
     pairs = [("privserve", "llama-server"), ("privserve-no-drafts", "llama-server"),
-             ("privserve", "privserve-no-drafts")]  # fmt: skip
+             ("privserve", "privserve-no-drafts"), ("privserve", "llama-server-ngram")]  # fmt: skip
     ratio_table = Table(title="ratios (output tok/s, TTFT p95, latency p95)")
     for column in ("pair", "users", "tok/s", "TTFT p95", "latency p95"):
         ratio_table.add_column(column, justify="right")

@@ -83,6 +83,14 @@ class LlamaConfig(BaseModel):
         le=256,
         description="Sequences decoded together (slots); default: from cores and context size.",
     )
+    kept_prompt_tokens: int | None = Field(
+        None,
+        ge=0,
+        description="Prompt tokens that free slots keep cached for later prompts sharing their "
+        "start (a next turn, the same notes again); beyond this the least recently used are "
+        "dropped, since every cached token slows every step's attention. Default: twice the "
+        "context size.",
+    )
     n_gpu_layers: int | Literal["auto"] = Field(
         "auto",
         description="Layers offloaded to the GPU: auto (every layer when the model and its "

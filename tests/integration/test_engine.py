@@ -107,3 +107,35 @@ async def test_health_names_why_once_the_engine_thread_died(
         async with asyncio.timeout(30):
             async for _ in stream:
                 pass
+
+
+@pytest.mark.parametrize("kept", [None, 64])
+async def test_free_slots_keep_cached_prompts_only_up_to_the_budget(
+    model_path: Path, kept: int | None
+) -> None:
+    """Four different 50-token prompts in turn: by default every free slot keeps its prompt
+    (a later prompt sharing it reuses it); with a budget of 64 tokens, one at most."""
+    engine = LlamaEngine.load(
+        ModelSpec("keep-test", model_path),
+        LlamaConfig(n_ctx=512, parallel=4, kept_prompt_tokens=kept),
+        max_queued_requests=8,
+    )
+    try:
+        for first in range(4):
+            prompt = [2, *(1000 + 50 * first + i for i in range(49))]
+            sampling = SamplingParams(max_tokens=2, temperature=0.0)
+            async with asyncio.timeout(60):
+                async for _ in engine.generate(GenerationRequest(prompt, sampling, "k")):
+                    pass
+        used = engine.stats().kv_cells_used
+        assert used == (4 * 50 if kept is None else 2 * 50)  # the last one, and one kept
+        # A prompt that shares the first one's start finds it cached, unless it was dropped.
+        again = [2, *(1000 + i for i in range(49)), 7]
+        events = [e async for e in engine.generate(GenerationRequest(again, sampling, "k"))]
+        cached = events[-1].cached_tokens
+        if kept is None:
+            assert cached == 50
+        else:
+            assert cached <= 1  # at most the BOS, which every prompt shares
+    finally:
+        engine.close()

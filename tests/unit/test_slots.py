@@ -87,3 +87,16 @@ def test_default_parallel_follows_cores_and_context() -> None:
     assert default_parallel(4096, cores=16) == 16
     assert default_parallel(32768, cores=16) == 2
     assert default_parallel(131072, cores=4) == 1
+
+
+def test_free_slots_keep_their_prompts_up_to_the_budget_dropping_the_least_recent() -> None:
+    table = SlotTable(4)
+    for slot, (length, used) in zip(
+        table.slots, ((100, 4), (300, 1), (200, 3), (500, 2)), strict=True
+    ):
+        slot.cached, slot.last_used = list(range(length)), used
+    table.slots[3].prompt = [1]  # busy: never dropped, never counted
+    assert table.beyond_keep(1000) == []
+    # 600 kept by free slots; the least recently used go first until 250 remain at most.
+    assert table.beyond_keep(250) == [table.slots[1], table.slots[2]]
+    assert table.beyond_keep(0) == [table.slots[1], table.slots[2], table.slots[0]]

@@ -93,6 +93,9 @@ class LlamaEngine:
             max_queued_requests, model.spec.model_id, request_timeout_s, batch_max_wait_s
         )
         self._timeout_s = request_timeout_s
+        self._kept_prompt_tokens = (
+            2 * config.n_ctx if config.kept_prompt_tokens is None else config.kept_prompt_tokens
+        )
         self._counters = _Counters()
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
         self._outbox = Outbox()
@@ -423,6 +426,13 @@ class LlamaEngine:
         started, reused = self._admission.admit(self._waiting, self._outbox, self._timed_out)
         self._running.extend(started)
         self._counters.cached += reused
+        # Attention spans every cell up to the highest in use, so a cached prompt nobody
+        # reuses slows all: one user's 2,000-token RAG answers decoded 20 % slower, and its
+        # prompts took 80 % longer, once 16 free slots kept theirs. Dropped cells are
+        # filled first by the next prompt, which keeps the cache compact.
+        for slot in self._slots.beyond_keep(self._kept_prompt_tokens):
+            slot.cached.clear()
+            self._context.clear(slot.sequence)
 
     def _release(self, sequence: RunningSequence, error: BaseException | None = None) -> None:
         """Frees the slot; its prompt's cache stays for later prompts that share its prefix.

@@ -73,6 +73,19 @@ class SlotTable:
     def busy(self) -> list[Slot]:
         return [s for s in self.slots if s.busy]
 
+    def beyond_keep(self, kept_tokens: int) -> list[Slot]:
+        """The free slots whose cache to drop, least recently used first, so that free
+        slots keep at most `kept_tokens` cached tokens."""
+        cached = sorted((s for s in self.free() if s.cached), key=lambda s: s.last_used)
+        total = sum(len(s.cached) for s in cached)
+        dropped = []
+        for slot in cached:
+            if total <= kept_tokens:
+                break
+            dropped.append(slot)
+            total -= len(slot.cached)
+        return dropped
+
     def place(self, prompt: Sequence[int]) -> Placement | None:
         """Where `prompt` should run, or None when no slot is free or it should wait a step.
 
