@@ -103,7 +103,7 @@ class LlamaConfig(BaseModel):
         "except on builds with AMX kernels, which crashed.",
     )
     draft_max: int = Field(
-        8,
+        16,
         ge=0,
         le=64,
         description="Tokens drafted per step from the prompt and the answer so far (prompt "

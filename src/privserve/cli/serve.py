@@ -73,7 +73,7 @@ def serve(
         int | None,
         typer.Option(
             help="Tokens drafted per step from the prompt (prompt lookup) and checked by the "
-            "model in the same batch; 0 turns drafting off (default 8). Output is unchanged.",
+            "model in the same batch; 0 turns drafting off (default 16). Output is unchanged.",
         ),
     ] = None,
     embedding_model: Annotated[
