@@ -30,7 +30,6 @@ import json
 import os
 import re
 import secrets
-import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -41,6 +40,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from load import percentile
 from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
 from servers import Running, find_llama_server, start_llama_server, start_privserve
@@ -93,12 +93,6 @@ class LevelResult:
     mean_completion_tokens: float
     client_cpu_share: float  # the load client's CPU seconds per wall second
     server_peak_rss_mb: float
-
-
-def percentile(values: list[float], q: float) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
 def payload(messages: list[dict[str, str]], index: int, model: str, max_tokens: int) -> bytes:
