@@ -40,7 +40,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from load import percentile
+from load import Sample, percentile
 from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
 from servers import Running, find_llama_server, start_llama_server, start_privserve
@@ -67,14 +67,6 @@ TARGETS = [
      0.97, True),
 ]  # fmt: skip
 _FIRST_TEXT = re.compile(rb'"content":"(?!")')
-
-
-@dataclass
-class Sample:
-    ttft_s: float
-    latency_s: float
-    completion_tokens: int
-    prompt_tokens: int
 
 
 @dataclass
@@ -138,6 +130,7 @@ async def one_request(http: httpx.AsyncClient, body: bytes) -> Sample:
         latency,
         int(usage.get("completion_tokens") or 0),
         int(usage.get("prompt_tokens") or 0),
+        int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
     )
 
 
