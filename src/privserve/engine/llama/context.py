@@ -69,17 +69,6 @@ class LlamaContext:
     def batch_size(self) -> int:
         return self._size
 
-    def add(self, token: int, position: int, sequence: int, *, logits: bool) -> int:
-        """Queues one token; returns its index in the batch (the logits row id when asked)."""
-        i = self._size
-        self._tokens[i] = token
-        self._positions[i] = position
-        self._n_seq_ids[i] = 1
-        self._seq_id_rows[i][0] = sequence
-        self._wants_logits[i] = logits
-        self._size = i + 1
-        return i
-
     def add_run(
         self,
         tokens: list[int],
