@@ -124,3 +124,33 @@ def test_a_key_over_its_limit_is_counted_as_rejected(
     assert statuses == [200, 429]
     samples = scrape(metered_server)
     assert value(samples, "privserve_rejections_total", key_id=str(key["id"]), kind="requests") == 1
+
+
+def test_answers_drafted_from_their_prompt_are_counted_in_health_and_metrics(
+    metered_server: RunningServer, api_key: str
+) -> None:
+    """A prompt whose continuation repeats it: the answer is drafted from the prompt, and
+    /health and /metrics both count the drafted and the accepted tokens."""
+
+    def counters() -> tuple[float, float, float, float]:
+        health = httpx.get(metered_server.root_url + "/health").json()["models"][MODEL_ID]
+        samples = scrape(metered_server)
+        return (
+            health["draft_tokens"],
+            health["accepted_draft_tokens"],
+            value(samples, "privserve_draft_tokens_total", model=MODEL_ID),
+            value(samples, "privserve_draft_accepted_tokens_total", model=MODEL_ID),
+        )
+
+    before = counters()
+    with openai.OpenAI(base_url=metered_server.base_url, api_key=api_key) as client:
+        completion = client.completions.create(
+            model=MODEL_ID,
+            prompt="red green blue yellow black white " * 6 + "red green",
+            max_tokens=48,
+            temperature=0,
+        )
+    assert completion.usage is not None and completion.usage.completion_tokens > 8
+    drafted, accepted, drafted_metric, accepted_metric = counters()
+    assert drafted > before[0] and accepted > before[1]
+    assert (drafted_metric, accepted_metric) == (drafted, accepted)
