@@ -167,23 +167,21 @@ def main() -> None:
             texts, key, args.clients, args.infinity_batch, args.logs / "infinity-embed.log"
         )
     offline_s = offline(texts, args.batch)
+    a, b, c = (len(texts) / t for t in (concurrent.wall_s, serial.wall_s, offline_s))
+    ra, rb = (len(texts) / t.wall_s for t in (rerank_concurrent, rerank_serial))
     rates = {
-        f"(a) privserve, {args.clients} concurrent one-sentence requests": len(texts)
-        / concurrent.wall_s,
-        "(b) privserve, one request at a time": len(texts) / serial.wall_s,
-        f"(c) sentence-transformers offline, batch {args.batch}": len(texts) / offline_s,
+        f"(a) privserve, {args.clients} concurrent one-sentence requests": a,
+        "(b) privserve, one request at a time": b,
+        f"(c) sentence-transformers offline, batch {args.batch}": c,
     }
     if peer is not None:
         rates[f"(d) infinity-emb, the same load as (a), batch {args.infinity_batch}"] = (
             len(texts) / peer.wall_s
         )
     rates |= {
-        f"rerank (a) {args.clients} concurrent queries of 32 documents": len(texts)
-        / rerank_concurrent.wall_s,
-        "rerank (b) one query at a time": len(texts) / rerank_serial.wall_s,
+        f"rerank (a) {args.clients} concurrent queries of 32 documents": ra,
+        "rerank (b) one query at a time": rb,
     }
-    a, b, c = (len(texts) / t for t in (concurrent.wall_s, serial.wall_s, offline_s))
-    ra, rb = (len(texts) / t.wall_s for t in (rerank_concurrent, rerank_serial))
     client_cpu = {"a": concurrent.client_cpu_share}
     if peer is not None:
         client_cpu["d"] = peer.client_cpu_share
