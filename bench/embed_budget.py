@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import secrets
@@ -40,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from embed import EMBED_ID, _served, sentences
+from result_file import write_json
 from servers import free_port, launch, wait_ready
 
 # The id bench/embed.py sends, so its requests are sent unchanged.
@@ -162,25 +162,22 @@ def main() -> None:
         f"instant-encoder serving: {instant_rate:.0f} requests/s; offline encode: "
         f"{offline_rate:.0f} sentences/s; bound on bench/embed.py's (a)/(c): {bound:.2f}"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "cpu_ms_per_request": {
-                    "model": model_ms,
-                    "server": server_ms,
-                    "client": client_ms,
-                },
-                "ratios_to_model": {"server": server_ms / model_ms, "client": client_ms / model_ms},
-                "instant_requests_per_s": instant_rate,
-                "offline_sentences_per_s": offline_rate,
-                "bound_a_over_c": bound,
-                "cores": os.cpu_count(),
+    write_json(
+        console,
+        args.out,
+        {
+            "cpu_ms_per_request": {
+                "model": model_ms,
+                "server": server_ms,
+                "client": client_ms,
             },
-            indent=2,
-        )
+            "ratios_to_model": {"server": server_ms / model_ms, "client": client_ms / model_ms},
+            "instant_requests_per_s": instant_rate,
+            "offline_sentences_per_s": offline_rate,
+            "bound_a_over_c": bound,
+            "cores": os.cpu_count(),
+        },
     )
-    console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

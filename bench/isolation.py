@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import statistics
@@ -27,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from load import NO_END
+from result_file import write_json
 from servers import MODEL_ID, Running, find_llama_server, start_llama_server, start_privserve
 
 TOPICS = [
@@ -156,9 +156,7 @@ def main() -> None:
             f"{max(gaps):.3f}" if gaps else "-",
         )
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    console.print(f"wrote {args.out}")
+    write_json(console, args.out, [asdict(r) for r in results])
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from rich.table import Table
 from load import Sample, percentile
 from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
+from result_file import write_json
 from servers import Running, find_llama_server, start_llama_server, start_privserve
 
 # llama-server's built-in template for each bundled model (the GGUF's own otherwise).
@@ -262,24 +263,21 @@ def main() -> None:
             finally:
                 running.stop()
     ratios = report(console, args, results, notes)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "model": args.model,
-                "max_tokens": args.max_tokens,
-                "quotes": args.quotes,
-                "threads": args.threads,
-                "parallel": args.parallel,
-                "ctx_per_request": args.ctx,
-                "levels": {name: [asdict(r) for r in rs] for name, rs in results.items()},
-                "ratios": ratios,
-                "notes": notes,
-            },
-            indent=2,
-        )
+    write_json(
+        console,
+        args.out,
+        {
+            "model": args.model,
+            "max_tokens": args.max_tokens,
+            "quotes": args.quotes,
+            "threads": args.threads,
+            "parallel": args.parallel,
+            "ctx_per_request": args.ctx,
+            "levels": {name: [asdict(r) for r in rs] for name, rs in results.items()},
+            "ratios": ratios,
+            "notes": notes,
+        },
     )
-    console.print(f"wrote {args.out}")
 
 
 def report(

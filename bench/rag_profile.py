@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -32,6 +31,7 @@ from privserve.engine.base import GenerationRequest, ModelSpec, PromptMessage, S
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
+from result_file import write_json
 
 
 @dataclass
@@ -150,9 +150,7 @@ def main() -> None:
             str(r.kv_cells_used_last), rate,
         )  # fmt: skip
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    console.print(f"wrote {args.out}")
+    write_json(console, args.out, [asdict(r) for r in results])
 
 
 if __name__ == "__main__":
