@@ -116,6 +116,21 @@ class LlamaConfig(BaseModel):
         description="Answer rows per step, drafts included, beyond which nothing is drafted: "
         "a fuller batch is already compute-bound.",
     )
+    swa_full: bool = Field(
+        False,
+        description="Keep every cell of the sliding-window layers (Gemma 2/3, Mistral-style "
+        "models) instead of their window: several times the KV memory of such models, and "
+        "any cached prefix can be reused; off, a prefix is reused when it still holds its "
+        "window and shared starts are kept in held prefixes.",
+    )
+    held_prefixes: int = Field(
+        4,
+        ge=0,
+        le=64,
+        description="Extra sequences that keep prompt starts shared by several requests (a "
+        "system prompt, the same notes) for models with sliding-window layers, whose slots "
+        "keep only the window; each costs a context's worth of full-attention cells.",
+    )
 
 
 class EmbeddingConfig(BaseModel):

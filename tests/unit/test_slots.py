@@ -100,3 +100,69 @@ def test_free_slots_keep_their_prompts_up_to_the_budget_dropping_the_least_recen
     # 600 kept by free slots; the least recently used go first until 250 remain at most.
     assert table.beyond_keep(250) == [table.slots[1], table.slots[2]]
     assert table.beyond_keep(0) == [table.slots[1], table.slots[2], table.slots[0]]
+
+
+# -- sliding windows and holders ------------------------------------------------------------
+
+SYSTEM = list(range(100, 140))  # a shared start longer than MIN_HELD_TOKENS
+
+
+def test_a_prefix_whose_window_is_gone_is_not_reused() -> None:
+    table = SlotTable(2)
+    table.slots[0].cached = [*SYSTEM, 1, 2, 3]
+    floors = {0: 41}  # its window layers now start past position 1
+    placement = table.place([*SYSTEM, 9, 9], floor=lambda s: floors.get(s.sequence, 0))
+    assert placement is not None and placement.reused == 0 and placement.copy_from is None
+
+
+def test_a_shared_start_is_held_once_its_prefill_reaches_it() -> None:
+    table = SlotTable(2, holders=1)
+    table.slots[0].cached = [*SYSTEM, 1, 2, 3]
+    placement = table.place([*SYSTEM, 9, 9], floor=lambda s: 10_000 if s.sequence == 0 else 0)
+    assert placement is not None
+    assert placement.reused == 0 and placement.hold_at == len(SYSTEM)
+
+
+def test_a_shared_start_still_cached_is_held_at_once() -> None:
+    table = SlotTable(2, holders=1)
+    table.slots[0].cached = [*SYSTEM, 1, 2, 3] + [4] * 100
+    placement = table.place([*SYSTEM, 9, 9])
+    assert placement is not None and placement.copy_from is table.slots[0]
+    assert placement.reused == placement.hold_at == len(SYSTEM)
+
+
+def test_a_held_start_is_copied_from_its_holder_and_not_held_again() -> None:
+    table = SlotTable(2, holders=2)
+    holder = table.holders[0]
+    holder.cached = list(SYSTEM)
+    table.slots[0].cached = [*SYSTEM, 1, 2, 3]
+    placement = table.place([*SYSTEM, 9, 9], floor=lambda s: 10_000 if s.sequence == 0 else 0)
+    assert placement is not None
+    assert placement.copy_from is holder and placement.reused == len(SYSTEM)
+    assert placement.hold_at == 0
+    assert placement.slot in table.slots  # holders never serve
+
+
+def test_a_short_shared_start_is_not_held() -> None:
+    table = SlotTable(2, holders=1)
+    table.slots[0].cached = [1, 2, 3, 4, 5]
+    placement = table.place([1, 2, 3, 9, 9])
+    assert placement is not None and placement.hold_at == 0
+
+
+def test_a_prompt_waiting_for_a_prefilling_slot_marks_where_that_slot_holds() -> None:
+    table = SlotTable(2, holders=1)
+    prefilling = table.slots[0]
+    prefilling.prompt, prefilling.cached = [*SYSTEM, 1, 2, 3], SYSTEM[:5]
+    assert table.place([*SYSTEM, 9, 9]) is None
+    assert prefilling.hold_at == len(SYSTEM)
+
+
+def test_holders_are_replaced_least_recently_used_first() -> None:
+    table = SlotTable(1, holders=2)
+    first, second = table.holders
+    assert table.holder_to_fill() is first  # empty ones first
+    first.cached, second.cached = [1], [2]
+    table.touch(second)
+    table.touch(first)
+    assert table.holder_to_fill() is second

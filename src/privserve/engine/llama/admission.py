@@ -20,7 +20,7 @@ from privserve.engine.llama.drafting import LookupShape
 from privserve.engine.llama.grammar import init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
-from privserve.engine.llama.slots import Placement, SlotTable
+from privserve.engine.llama.slots import Placement, Slot, SlotTable
 from privserve.engine.llama.waiting import Waiting, WaitingList
 from privserve.engine.streams import Outbox
 from privserve.errors import EngineError, PrivserveError
@@ -57,7 +57,7 @@ class Admission:
             if item.has_expired(now):
                 outbox.put(item.stream, timed_out())
                 continue
-            placement = self._slots.place(item.stream.request.prompt_tokens)
+            placement = self._slots.place(item.stream.request.prompt_tokens, self._floor)
             if placement is None:
                 kept.append(item)
                 continue
@@ -69,14 +69,29 @@ class Admission:
             waiting.put_back(kept)
         return started, reused_tokens
 
+    def _floor(self, slot: Slot) -> int:
+        return self._context.reuse_floor(slot.sequence, len(slot.cached))
+
+    def hold(self, slot: Slot, length: int) -> None:
+        """Copies the first `length` cached tokens of `slot` into a holder, for later
+        prompts that start the same way."""
+        holder = self._slots.holder_to_fill()
+        self._context.copy_prefix(slot.sequence, holder.sequence, length)
+        holder.cached = slot.cached[:length]
+        self._slots.touch(holder)
+        slot.hold_at = 0
+
     def _start(
         self, item: Waiting, placement: Placement, outbox: Outbox
     ) -> tuple[RunningSequence | None, int]:
         stream = item.stream
         slot, reused = placement.slot, placement.reused
-        if placement.copy_from is not None:
-            self._context.copy_prefix(placement.copy_from.sequence, slot.sequence, reused)
-            slot.cached = placement.copy_from.cached[:reused]
+        source = placement.copy_from
+        if source is not None:
+            self._context.copy_prefix(source.sequence, slot.sequence, reused)
+            slot.cached = source.cached[:reused]
+            if source.holder:
+                self._slots.touch(source)
         else:
             if not self._context.keep_prefix(slot.sequence, reused):
                 self._context.clear(slot.sequence)
@@ -104,6 +119,10 @@ class Admission:
             slot.prompt = ()
             outbox.put(stream, EngineError("cannot start generation; see the server log"))
             return None, reused
+        if placement.hold_at and placement.hold_at == reused:
+            self.hold(slot, reused)
+        elif placement.hold_at > reused:
+            slot.hold_at = placement.hold_at
         return sequence, reused
 
     def _grammar_sampler(self, request: GenerationRequest) -> Any:

@@ -1,8 +1,9 @@
 """One llama.cpp context with many sequences: a batch to fill, one decode, per-row logits.
 
 Only the engine thread touches a context. The KV cache is unified, so sequences can share
-cached prefixes (`copy_prefix`) at no cost, and SWA layers keep their full window so a
-prefix kept from an earlier request is always complete.
+cached prefixes (`copy_prefix`) at no cost. Sliding-window (SWA) layers keep only their
+window unless `swa_full`: a kept prefix can then be continued only where its window is still
+cached (`reuse_floor`), and the extra `holders` sequences keep shared starts for that.
 """
 
 from __future__ import annotations
@@ -23,10 +24,17 @@ class ContextShape:
     tokens_per_sequence: int  # the context window one request sees
     batch_tokens: int  # tokens per decode step, decode and prefill together
     threads: int
+    holders: int = 0  # extra sequences that only hold shared prompt starts
+    swa_full: bool = True  # SWA layers keep every position, not only their window
 
 
 class DecodeFailed(EngineError):
     """llama_decode refused the batch: out of KV cells, or an internal error."""
+
+
+class CacheFull(DecodeFailed):
+    """No room in the KV cache for the batch; nothing was computed and the batch is still
+    queued, so the caller may free cells and decode again (or `discard` it)."""
 
 
 class LlamaContext:
@@ -36,15 +44,17 @@ class LlamaContext:
         self.shape = shape
         self.vocab_size = model.vocab_size
         params = lib.llama_context_default_params()
-        # Each slot may hold a full window; cells shared by a copied prefix count once.
-        params.n_ctx = shape.tokens_per_sequence * shape.sequences
+        # Each slot and holder may hold a full window; cells shared by a copied prefix
+        # count once. SWA layers get only their window per sequence unless swa_full.
+        sequences = shape.sequences + shape.holders
+        params.n_ctx = shape.tokens_per_sequence * sequences
         params.n_batch = shape.batch_tokens
         params.n_ubatch = min(shape.batch_tokens, 512)
-        params.n_seq_max = shape.sequences
+        params.n_seq_max = sequences
         params.n_threads = shape.threads
         params.n_threads_batch = shape.threads
         params.kv_unified = True
-        params.swa_full = True
+        params.swa_full = shape.swa_full
         params.no_perf = True
         self._ctx = lib.llama_init_from_model(model.handle, params)
         if not self._ctx:
@@ -53,6 +63,7 @@ class LlamaContext:
                 "lower the context size or the parallel slots"
             )
         self._memory = lib.llama_get_memory(self._ctx)
+        self._window = 0 if shape.swa_full else int(lib.llama_model_n_swa(model.handle))
         self._batch = lib.llama_batch_init(shape.batch_tokens, 0, 1)
         capacity = shape.batch_tokens
         # numpy views over the batch's C arrays: filling a batch costs no ctypes call per token.
@@ -92,12 +103,19 @@ class LlamaContext:
         return i + n - 1
 
     def decode(self) -> None:
-        """Runs the queued batch through the model, then empties it."""
+        """Runs the queued batch through the model, then empties it; on CacheFull the batch
+        stays queued."""
         self._batch.n_tokens = self._size
-        self._size = 0
         status = self._lib.llama_decode(self._ctx, self._batch)
+        if status == 1:
+            raise CacheFull("no room in the KV cache for this step")
+        self._size = 0
         if status != 0:
             raise DecodeFailed(f"llama_decode returned {status}")
+
+    def discard(self) -> None:
+        """Empties the queued batch without decoding it."""
+        self._size = 0
 
     def logits(self, index: int) -> npt.NDArray[np.float32]:
         """The logits row of batch token `index` after `decode` (a view: copy to keep it)."""
@@ -117,6 +135,19 @@ class LlamaContext:
 
     def clear(self, sequence: int) -> None:
         self._lib.llama_memory_seq_rm(self._memory, sequence, -1, -1)
+
+    def reuse_floor(self, sequence: int, cached: int) -> int:
+        """The shortest prefix of the `cached` tokens of `sequence` that can be continued:
+        its sliding-window layers must still hold the window before the cut. llama.cpp
+        keeps a sequence's cached positions contiguous, so that is the oldest one's window."""
+        if not self._window or not cached:
+            return 0
+        oldest = int(self._lib.llama_memory_seq_pos_min(self._memory, sequence))
+        if oldest == 0:
+            return 0
+        if oldest < 0:  # the window layers hold nothing of it
+            return cached + 1
+        return oldest + self._window
 
     def copy_prefix(self, source: int, target: int, length: int) -> None:
         """Makes `target` hold the first `length` cached tokens of `source` (shared cells)."""

@@ -39,7 +39,7 @@ from privserve.engine.base import (
     ToolFormat,
 )
 from privserve.engine.llama.admission import Admission
-from privserve.engine.llama.context import ContextShape, DecodeFailed, LlamaContext
+from privserve.engine.llama.context import CacheFull, ContextShape, DecodeFailed, LlamaContext
 from privserve.engine.llama.drafting import LookupShape
 from privserve.engine.llama.grammar import constraint_grammar, init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
@@ -80,14 +80,19 @@ class LlamaEngine:
     ) -> None:
         self._model = model
         sequences = configured_slots(config)
+        # Sliding-window layers keep only their window; shared starts then need holders.
+        windowed = bool(model.sliding_window) and model.can_rewind and not config.swa_full
+        holders = config.held_prefixes if windowed else 0
         self._shape = ContextShape(
             sequences=sequences,
             tokens_per_sequence=config.n_ctx,
             batch_tokens=max(config.n_batch, sequences),
             threads=config.n_threads or os.cpu_count() or 1,
+            holders=holders,
+            swa_full=not windowed,
         )
         self._context = LlamaContext(model, self._shape)
-        self._slots = SlotTable(sequences)
+        self._slots = SlotTable(sequences, holders)
         self._running: list[RunningSequence] = []
         self._waiting = WaitingList(
             max_queued_requests, model.spec.model_id, request_timeout_s, batch_max_wait_s
@@ -300,8 +305,11 @@ class LlamaEngine:
                 continue
             slot = sequence.slot
             start = len(slot.cached)
-            chunk = sequence.prompt[start : start + budget]
-            done = start + len(chunk) == len(sequence.prompt)
+            end = min(start + budget, len(sequence.prompt))
+            if slot.hold_at > start:  # stop where a shared start is to be held
+                end = min(end, slot.hold_at)
+            chunk = sequence.prompt[start:end]
+            done = end == len(sequence.prompt)
             row = context.add_run(chunk, start, slot.sequence, logits_last=done)
             slot.cached.extend(chunk)
             batched.append(sequence)
@@ -313,7 +321,7 @@ class LlamaEngine:
             return
         started = time.perf_counter()
         try:
-            context.decode()
+            self._decode_making_room()
         except DecodeFailed as exc:
             logger.error("%s: %s; failing the requests in this step", self.model_id, exc)
             for sequence in batched:
@@ -321,6 +329,10 @@ class LlamaEngine:
                 context.clear(sequence.slot.sequence)
                 self._release(sequence, EngineError("the model could not decode this request"))
             return
+        for sequence in batched:
+            slot = sequence.slot
+            if slot.hold_at and len(slot.cached) >= slot.hold_at:
+                self._admission.hold(slot, slot.hold_at)
         generated = 0
         for sequence, row in outputs:
             logits = context.logits(row)
@@ -341,6 +353,25 @@ class LlamaEngine:
         self._recent.append((now, generated))
         while self._recent and now - self._recent[0][0] > _RATE_WINDOW_S:
             self._recent.popleft()
+
+    def _decode_making_room(self) -> None:
+        """Decodes the step's batch; when the KV cache has no room for it, drops what free
+        slots keep, then what holders keep, and tries again."""
+        context = self._context
+        for spare in (self._slots.free(), self._slots.holders, []):
+            try:
+                context.decode()
+                return
+            except CacheFull:
+                kept = [slot for slot in spare if slot.cached]
+                if not kept:
+                    continue
+                logger.info("%s: KV cache full; dropping %d kept prompts", self.model_id, len(kept))
+                for slot in kept:
+                    slot.cached.clear()
+                    context.clear(slot.sequence)
+        context.discard()
+        raise DecodeFailed("no room in the KV cache for this step")
 
     def _verify(self, sequence: RunningSequence, first_row: int, draft: list[int]) -> int:
         """Samples the rows of a sequence's last token and its draft in order, as if they
@@ -450,6 +481,7 @@ class LlamaEngine:
                 slot.cached.clear()
                 self._context.clear(slot.sequence)
         slot.prompt = ()
+        slot.hold_at = 0
         slot.last_used = self._counters.steps
         self._running.remove(sequence)
         self._counters.completed += 1

@@ -203,6 +203,11 @@ class LlamaModel:
             lib.llama_model_is_recurrent(self.handle) or lib.llama_model_is_hybrid(self.handle)
         )
 
+    @property
+    def sliding_window(self) -> int:
+        """The window of its sliding-window attention layers in tokens; 0 without them."""
+        return int(self.lib.llama_model_n_swa(self.handle))
+
     def is_end_of_generation(self, token: int) -> bool:
         return bool(self.lib.llama_vocab_is_eog(self.vocab, token))
 

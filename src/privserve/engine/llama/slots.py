@@ -7,17 +7,27 @@ empty (or the least recently used) slot into which the prefix is copied, so a lo
 prompt is not evicted for a short shared start. When a slot is still computing a prompt
 this one shares (the n choices of one request, a burst of questions over one knowledge
 base), the new prompt waits a step and copies it then.
+
+Where sliding-window layers keep only their window, a slot's cached prompt can be continued
+only from where its window is still cached (the caller's `floor`), so starts shared by
+several prompts are also kept in holders: extra sequences that serve no request. A prompt
+that shares a start not yet held is computed up to its end first (`hold_at`), and that
+prefix is copied into a holder.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from privserve.config import LlamaConfig
+
+# A shared start shorter than this is not worth a holder (a BOS, a chat header).
+MIN_HELD_TOKENS = 32
 
 
 def default_parallel(context_length: int, cores: int | None = None) -> int:
@@ -46,6 +56,8 @@ class Slot:
     cached: list[int] = field(default_factory=list)  # tokens in the KV cache, from position 0
     prompt: Sequence[int] = ()  # the prompt being served; empty when free
     last_used: int = 0
+    holder: bool = False  # keeps a shared prompt start; never serves a request
+    hold_at: int = 0  # copy this many prompt tokens into a holder once they are cached
 
     @property
     def busy(self) -> bool:
@@ -55,17 +67,38 @@ class Slot:
     def prefilling(self) -> bool:
         return self.busy and len(self.cached) < len(self.prompt)
 
+    @property
+    def known(self) -> Sequence[int]:
+        """The prompt whose cache this slot has or is computing."""
+        return self.prompt if self.busy else self.cached
+
 
 @dataclass(frozen=True)
 class Placement:
     slot: Slot
     reused: int  # prompt tokens whose KV is already there (kept or copied)
     copy_from: Slot | None = None
+    hold_at: int = 0  # a shared start to copy into a holder once computed; 0: none
 
 
 class SlotTable:
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, holders: int = 0) -> None:
         self.slots = [Slot(i) for i in range(count)]
+        self.holders = [Slot(count + i, holder=True) for i in range(holders)]
+        self._uses = itertools.count(1)
+
+    def touch(self, holder: Slot) -> None:
+        """Marks a holder as just used (holders are replaced least recently used first)."""
+        holder.last_used = next(self._uses)
+
+    def sources(self) -> list[Slot]:
+        """Everything a prompt's cached prefix may come from: slots and holders."""
+        return self.slots + self.holders
+
+    def holder_to_fill(self) -> Slot:
+        """An empty holder, else the least recently used one."""
+        empty = [h for h in self.holders if not h.cached]
+        return empty[0] if empty else min(self.holders, key=lambda h: h.last_used)
 
     def free(self) -> list[Slot]:
         return [s for s in self.slots if not s.busy]
@@ -86,10 +119,13 @@ class SlotTable:
             total -= len(slot.cached)
         return dropped
 
-    def place(self, prompt: Sequence[int]) -> Placement | None:
+    def place(
+        self, prompt: Sequence[int], floor: Callable[[Slot], int] = lambda _: 0
+    ) -> Placement | None:
         """Where `prompt` should run, or None when no slot is free or it should wait a step.
 
-        At least the prompt's last token is always decoded again: its logits pick the first
+        `floor(slot)` is the shortest prefix of the slot's cache that can be continued. At
+        least the prompt's last token is always decoded again: its logits pick the first
         token of the answer.
         """
         free = self.free()
@@ -97,26 +133,40 @@ class SlotTable:
             return None
         limit = len(prompt) - 1
 
-        def reusable(slot: Slot) -> int:
-            return min(common_prefix(slot.cached, prompt), limit)
+        def shared(slot: Slot) -> int:
+            return min(common_prefix(slot.known, prompt), limit)
 
-        # Ties go to a free slot: then nothing needs copying.
-        source = max(self.slots, key=lambda s: (reusable(s), not s.busy))
+        def reusable(slot: Slot) -> int:
+            length = min(common_prefix(slot.cached, prompt), limit)
+            return length if length >= floor(slot) else 0
+
+        # Ties go to a free slot (nothing to copy), then to a slot over a holder.
+        source = max(self.sources(), key=lambda s: (reusable(s), not s.busy, not s.holder))
         reused = reusable(source)
-        coming = max(
-            (min(common_prefix(s.prompt, prompt), limit) for s in self.busy() if s.prefilling),
-            default=0,
-        )
-        if coming > reused:
+        held = max((reusable(h) for h in self.holders), default=0)
+
+        def worth_holding(length: int) -> bool:
+            return bool(self.holders) and length - held >= MIN_HELD_TOKENS
+
+        # A slot still computing a longer start this prompt shares: wait and copy it then.
+        coming = [
+            (length, s) for s in self.busy() if (length := shared(s)) > max(reused, len(s.cached))
+        ]
+        if coming:
+            length, slot = max(coming, key=lambda c: c[0])
+            if worth_holding(length) and not len(slot.cached) < slot.hold_at <= length:
+                slot.hold_at = length
             return None
+        longest = max((shared(s) for s in self.slots), default=0)
+        hold_at = longest if worth_holding(longest) and longest >= reused else 0
         # Continue in the source slot when this prompt shares most of the prompt cached there
         # (the same question again, the next question on the same notes, the next turn of a
         # conversation); a short shared start (a BOS, a chat header) is not worth evicting a
         # long cached prompt for.
-        if not source.busy and 2 * reused >= len(source.cached):
-            return Placement(source, reused)
+        if not source.busy and not source.holder and 2 * reused >= len(source.cached):
+            return Placement(source, reused, hold_at=hold_at)
         empty = [s for s in free if not s.cached]
         target = empty[0] if empty else min(free, key=lambda s: s.last_used)
         if target is source:
-            return Placement(target, reused)
-        return Placement(target, reused, copy_from=source if reused else None)
+            return Placement(target, reused, hold_at=hold_at)
+        return Placement(target, reused, copy_from=source if reused else None, hold_at=hold_at)
