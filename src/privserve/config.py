@@ -129,7 +129,8 @@ class LlamaConfig(BaseModel):
         le=64,
         description="Extra sequences that keep prompt starts shared by several requests (a "
         "system prompt, the same notes) for models with sliding-window layers, whose slots "
-        "keep only the window; each costs a context's worth of full-attention cells.",
+        "keep only the window; each costs a window's worth of cells in those layers, and what "
+        "they keep is dropped when the cache is full.",
     )
 
 

@@ -110,3 +110,36 @@ async def test_answers_match_a_cache_that_keeps_every_position(
                 assert y.token in others and x.logprob - others[y.token] < NOISE, (x, y)
                 break
             assert abs(x.logprob - y.logprob) < NOISE, (x, y)
+
+
+async def test_a_full_cache_drops_held_starts_and_the_step_goes_on(
+    model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two held starts of 300 tokens fill 600 of 1,024 cells on their own once their slots
+    have moved on; two new 480-token prompts then find no room until they are dropped."""
+    engine = LlamaEngine.load(
+        ModelSpec("swa-full-cache", model_path),
+        LlamaConfig(n_ctx=512, parallel=2, held_prefixes=2, draft_max=0),
+        max_queued_requests=8,
+    )
+    try:
+        texts = [engine.tokenize(topics[n][:6000], is_chat=False) for n in sorted(topics)]
+        texts = [t for t in texts if len(t) > 600]
+        x, y = texts[0][:300], texts[1][:300]
+        held = [x + texts[2][1:101], x + texts[3][1:101], y + texts[4][1:101], y + texts[5][1:101]]
+        _, reused = await ask_in_turn(engine, held)
+        assert reused[1] >= 299 and reused[3] >= 299, reused  # both starts were held
+        new = [texts[6][:480], texts[7][:480]]
+        sampling = SamplingParams(max_tokens=8, temperature=0.0)
+
+        async def answer(prompt: list[int]) -> str | None:
+            events = [e async for e in engine.generate(GenerationRequest(prompt, sampling, "x"))]
+            return events[-1].finish_reason
+
+        with caplog.at_level("INFO", logger="privserve.engine.llama.engine"):
+            async with asyncio.timeout(300):
+                made = await asyncio.gather(*(answer(p) for p in new))
+        assert made == ["length", "length"]
+        assert "KV cache full" in caplog.text
+    finally:
+        engine.close()

@@ -44,13 +44,14 @@ class LlamaContext:
         self.shape = shape
         self.vocab_size = model.vocab_size
         params = lib.llama_context_default_params()
-        # Each slot and holder may hold a full window; cells shared by a copied prefix
-        # count once. SWA layers get only their window per sequence unless swa_full.
-        sequences = shape.sequences + shape.holders
-        params.n_ctx = shape.tokens_per_sequence * sequences
+        # Each slot may hold a full window; cells shared by a copied prefix count once.
+        # Holders get no cells of their own: they mostly share their slots' cells, and what
+        # they keep is dropped when a step finds no room. SWA layers get only their window
+        # per sequence, holders included, unless swa_full.
+        params.n_ctx = shape.tokens_per_sequence * shape.sequences
         params.n_batch = shape.batch_tokens
         params.n_ubatch = min(shape.batch_tokens, 512)
-        params.n_seq_max = sequences
+        params.n_seq_max = shape.sequences + shape.holders
         params.n_threads = shape.threads
         params.n_threads_batch = shape.threads
         params.kv_unified = True
