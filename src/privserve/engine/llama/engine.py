@@ -83,10 +83,14 @@ class LlamaEngine:
         # Sliding-window layers keep only their window; shared starts then need holders.
         windowed = bool(model.sliding_window) and model.can_rewind and not config.swa_full
         holders = config.held_prefixes if windowed else 0
+        batch_tokens = max(config.n_batch, sequences)
+        # Drafts cost batch rows; past this many answer rows a step is compute-bound anyway.
+        self._draft_rows = min(config.draft_batch, batch_tokens)
+        drafting = bool(config.draft_max) and model.can_rewind
         self._shape = ContextShape(
             sequences=sequences,
             tokens_per_sequence=config.n_ctx,
-            batch_tokens=max(config.n_batch, sequences),
+            batch_tokens=batch_tokens,
             threads=config.n_threads or os.cpu_count() or 1,
             holders=holders,
             swa_full=not windowed,
@@ -106,9 +110,7 @@ class LlamaEngine:
         self._outbox = Outbox()
         # Grammars are built when a request is checked and used again when it starts.
         self._grammar_of = functools.lru_cache(maxsize=64)(constraint_grammar)
-        # Drafts cost batch rows; past this many answer rows a step is compute-bound anyway.
-        self._draft_rows = min(config.draft_batch, self._shape.batch_tokens)
-        lookup = LookupShape(config.draft_max) if config.draft_max and model.can_rewind else None
+        lookup = LookupShape(config.draft_max) if drafting else None
         self._admission = Admission(
             model, self._context, self._slots, self._grammar_of, lookup=lookup
         )
