@@ -26,6 +26,9 @@ class ContextShape:
     threads: int
     holders: int = 0  # extra sequences that only hold shared prompt starts
     swa_full: bool = True  # SWA layers keep every position, not only their window
+    # Logits rows one step may ask for: llama.cpp reserves a vocabulary-wide row for each
+    # (512 MiB for Gemma's 262k tokens at a batch of 512). 0: one per batch token.
+    outputs: int = 0
 
 
 class DecodeFailed(EngineError):
@@ -52,6 +55,11 @@ class LlamaContext:
         params.n_batch = shape.batch_tokens
         params.n_ubatch = min(shape.batch_tokens, 512)
         params.n_seq_max = shape.sequences + shape.holders
+        # llama.cpp keeps room for a row per sequence whatever this says.
+        self._max_outputs = (
+            max(shape.outputs, params.n_seq_max) if shape.outputs else shape.batch_tokens
+        )
+        params.n_outputs_max = self._max_outputs
         params.n_threads = shape.threads
         params.n_threads_batch = shape.threads
         params.kv_unified = True
@@ -74,6 +82,7 @@ class LlamaContext:
         self._wants_logits = np.ctypeslib.as_array(self._batch.logits, shape=(capacity,))
         self._seq_id_rows = [self._batch.seq_id[i] for i in range(capacity)]
         self._size = 0
+        self._outputs = 0
 
     # -- batch ---------------------------------------------------------------------------
 
@@ -93,6 +102,10 @@ class LlamaContext:
         """Queues consecutive tokens of one sequence; returns the last one's index (with
         `logits_all`, each token's logits row is its index)."""
         i, n = self._size, len(tokens)
+        outputs = self._outputs + (n if logits_all else int(logits_last))
+        if outputs > self._max_outputs:  # past it llama.cpp aborts the process
+            raise EngineError(f"a step asked for {outputs} logits rows, over {self._max_outputs}")
+        self._outputs = outputs
         self._tokens[i : i + n] = tokens
         self._positions[i : i + n] = np.arange(start, start + n, dtype=np.int32)
         self._n_seq_ids[i : i + n] = 1
@@ -110,13 +123,13 @@ class LlamaContext:
         status = self._lib.llama_decode(self._ctx, self._batch)
         if status == 1:
             raise CacheFull("no room in the KV cache for this step")
-        self._size = 0
+        self._size = self._outputs = 0
         if status != 0:
             raise DecodeFailed(f"llama_decode returned {status}")
 
     def discard(self) -> None:
         """Empties the queued batch without decoding it."""
-        self._size = 0
+        self._size = self._outputs = 0
 
     def logits(self, index: int) -> npt.NDArray[np.float32]:
         """The logits row of batch token `index` after `decode` (a view: copy to keep it)."""

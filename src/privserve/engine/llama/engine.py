@@ -94,6 +94,9 @@ class LlamaEngine:
             threads=config.n_threads or os.cpu_count() or 1,
             holders=holders,
             swa_full=not windowed,
+            # A row per sequence (its next token, or its prompt's last), and the drafts',
+            # which a step keeps under draft_rows answer rows in all.
+            outputs=min(batch_tokens, sequences + (self._draft_rows if drafting else 0)),
         )
         self._context = LlamaContext(model, self._shape)
         self._slots = SlotTable(sequences, holders)
