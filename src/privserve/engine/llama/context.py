@@ -72,7 +72,7 @@ class LlamaContext:
                 "lower the context size or the parallel slots"
             )
         self._memory = lib.llama_get_memory(self._ctx)
-        self._window = 0 if shape.swa_full else int(lib.llama_model_n_swa(model.handle))
+        self._window = 0 if shape.swa_full else model.sliding_window
         self._batch = lib.llama_batch_init(shape.batch_tokens, 0, 1)
         capacity = shape.batch_tokens
         # numpy views over the batch's C arrays: filling a batch costs no ctypes call per token.
