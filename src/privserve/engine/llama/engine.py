@@ -44,7 +44,7 @@ from privserve.engine.llama.drafting import LookupShape
 from privserve.engine.llama.grammar import constraint_grammar, init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
-from privserve.engine.llama.slots import SlotTable, configured_slots
+from privserve.engine.llama.slots import Slot, SlotTable, configured_slots
 from privserve.engine.llama.waiting import WaitingList
 from privserve.engine.streams import GenerationStream, Outbox
 from privserve.errors import EngineError, PrivserveError, RequestTimedOut, ShuttingDown
@@ -330,8 +330,7 @@ class LlamaEngine:
         except DecodeFailed as exc:
             logger.error("%s: %s; failing the requests in this step", self.model_id, exc)
             for sequence in batched:
-                sequence.slot.cached.clear()
-                context.clear(sequence.slot.sequence)
+                self._forget(sequence.slot)
                 self._release(sequence, EngineError("the model could not decode this request"))
             return
         for sequence in batched:
@@ -373,8 +372,7 @@ class LlamaEngine:
                     continue
                 logger.info("%s: KV cache full; dropping %d kept prompts", self.model_id, len(kept))
                 for slot in kept:
-                    slot.cached.clear()
-                    context.clear(slot.sequence)
+                    self._forget(slot)
         context.discard()
         raise DecodeFailed("no room in the KV cache for this step")
 
@@ -413,8 +411,7 @@ class LlamaEngine:
         if accepted < len(draft):
             del slot.cached[kept + accepted :]
             if not context.keep_prefix(slot.sequence, len(slot.cached)):
-                slot.cached.clear()
-                context.clear(slot.sequence)
+                self._forget(slot)
                 self._release(sequence, EngineError("the model could not drop a draft"))
         return taken
 
@@ -467,8 +464,7 @@ class LlamaEngine:
         # prompts took 80 % longer, once 16 free slots kept theirs. Dropped cells are
         # filled first by the next prompt, which keeps the cache compact.
         for slot in self._slots.beyond_keep(self._kept_prompt_tokens):
-            slot.cached.clear()
-            self._context.clear(slot.sequence)
+            self._forget(slot)
 
     def _release(self, sequence: RunningSequence, error: BaseException | None = None) -> None:
         """Frees the slot; its prompt's cache stays for later prompts that share its prefix.
@@ -483,13 +479,17 @@ class LlamaEngine:
         if len(slot.cached) > len(sequence.prompt):
             del slot.cached[len(sequence.prompt) :]
             if not self._context.keep_prefix(slot.sequence, len(slot.cached)):
-                slot.cached.clear()
-                self._context.clear(slot.sequence)
+                self._forget(slot)
         slot.prompt = ()
         slot.hold_at = 0
         slot.last_used = self._counters.steps
         self._running.remove(sequence)
         self._counters.completed += 1
+
+    def _forget(self, slot: Slot) -> None:
+        """Drops everything the slot's sequence has cached."""
+        slot.cached.clear()
+        self._context.clear(slot.sequence)
 
     def _timed_out(self) -> RequestTimedOut:
         return RequestTimedOut(
@@ -508,6 +508,5 @@ class LlamaEngine:
             if sequence.held is not None:
                 futures.wait([sequence.held])  # its sampler is in use until then
             # What the failed step left in this slot's cache is unknown: start it afresh.
-            sequence.slot.cached.clear()
-            self._context.clear(sequence.slot.sequence)
+            self._forget(sequence.slot)
             self._release(sequence, error)
