@@ -48,11 +48,20 @@ from servers import Running, find_llama_server, start_llama_server, start_privse
 
 # llama-server's built-in template for each bundled model (the GGUF's own otherwise).
 TEMPLATES = {"gemma3-270m": "gemma"}
-# The llama-server setups: its prompt cache, and (as "llama-server-ngram") its own n-gram
+# privserve's setups: the settings each runs with on top of the bench's own.
+PRIVSERVE_SETUPS: dict[str, dict[str, str]] = {
+    "privserve": {},
+    "privserve-no-drafts": {"PRIVSERVE_LLAMA__DRAFT_MAX": "0"},
+    "privserve-unified": {"PRIVSERVE_LLAMA__KV_UNIFIED": "true"},
+    "privserve-split": {"PRIVSERVE_LLAMA__KV_UNIFIED": "false"},
+}
+# The llama-server setups (flags, one KV cache for all slots): its prompt cache, with a
+# stream per slot (its default) or one cache (-kvu); as "llama-server-ngram", its own n-gram
 # drafting from the prompt, which the pinned llama.cpp has but does not turn on by default.
-LLAMA_SERVER_FLAGS = {
-    "llama-server": ["--cache-reuse", "256"],
-    "llama-server-ngram": ["--cache-reuse", "256", "--spec-type", "ngram-simple"],
+LLAMA_SERVER_SETUPS: dict[str, tuple[list[str], bool]] = {
+    "llama-server": (["--cache-reuse", "256"], False),
+    "llama-server-kvu": (["--cache-reuse", "256"], True),
+    "llama-server-ngram": (["--cache-reuse", "256", "--spec-type", "ngram-simple"], False),
 }
 TARGETS = [
     # (what, numerator, denominator, level, metric, at least (True) or at most)
@@ -217,7 +226,8 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=4096, help="context per request")
     parser.add_argument("--parallel", type=int, default=16, help="slots, every server")
     parser.add_argument("--servers", nargs="+", default=["privserve", "privserve-no-drafts",
-                        "llama-server"])  # fmt: skip
+                        "llama-server"],
+                        choices=[*PRIVSERVE_SETUPS, *LLAMA_SERVER_SETUPS])  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench/results/rag.json"))
     parser.add_argument("--logs", type=Path, default=Path("bench/results/logs"))
     args = parser.parse_args()
@@ -241,21 +251,21 @@ def main() -> None:
         model_path = materialize(BUNDLED_MODELS[args.model], Path(tmp) / "models")
         for name in args.servers:
             log = args.logs / f"rag-{name}.log"
-            if name.startswith("privserve"):
-                settings = {"PRIVSERVE_LLAMA__DRAFT_MAX": "0"} if name.endswith("no-drafts") else {}
+            if name in PRIVSERVE_SETUPS:
                 running = start_privserve(
                     Path(tmp) / name, key, args.threads, args.ctx, args.parallel, log,
-                    model=args.model, settings=settings, name=name,
+                    model=args.model, settings=PRIVSERVE_SETUPS[name], name=name,
                 )  # fmt: skip
             else:
                 binary = find_llama_server()
                 if binary is None or not binary.exists():
                     notes.append(f"{name}: not built; run bench/build_llama_server.sh")
                     continue
+                flags, unified = LLAMA_SERVER_SETUPS[name]
                 running = start_llama_server(
                     binary, model_path, args.threads, args.ctx, args.parallel, log,
                     model_id=args.model, chat_template=TEMPLATES.get(args.model),
-                    extra=LLAMA_SERVER_FLAGS[name], name=name,
+                    extra=flags, name=name, unified=unified,
                 )  # fmt: skip
             console.print(f"{name} at {running.base_url}")
             try:
@@ -321,7 +331,9 @@ def report(
 
     ratios: dict[str, Any] = {}
     pairs = [("privserve", "llama-server"), ("privserve-no-drafts", "llama-server"),
-             ("privserve", "privserve-no-drafts"), ("privserve", "llama-server-ngram")]  # fmt: skip
+             ("privserve", "privserve-no-drafts"), ("privserve", "llama-server-ngram"),
+             ("privserve", "llama-server-kvu"), ("privserve-unified", "privserve"),
+             ("privserve-split", "privserve"), ("llama-server-kvu", "llama-server")]  # fmt: skip
     ratio_table = Table(title="ratios (output tok/s, TTFT p95, latency p95)")
     for column in ("pair", "users", "tok/s", "TTFT p95", "latency p95"):
         ratio_table.add_column(column, justify="right")

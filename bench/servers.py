@@ -130,12 +130,16 @@ def start_llama_server(
     chat_template: str | None = "gemma",
     extra: list[str] | None = None,
     name: str = "llama-server",
+    unified: bool = True,
 ) -> Running:
-    """`chat_template`: a built-in template's name, or None for the GGUF's own (jinja)."""
+    """`chat_template`: a built-in template's name, or None for the GGUF's own (jinja).
+    `unified`: one KV cache for all slots (-kvu), else a stream of `ctx` cells per slot."""
     port = free_port()
-    # Its context is shared by the slots (-kvu): give it what privserve gives all its slots.
+    # Its context is split among the slots, or shared (-kvu): either way, it gets what
+    # privserve gives all its slots.
     cmd = [str(binary), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["-a", model_id, "-np", str(parallel), "-cb", "-kvu", "-t", str(threads)]
+    cmd += ["-a", model_id, "-np", str(parallel), "-cb", "-t", str(threads)]
+    cmd += ["-kvu"] if unified else []
     cmd += ["-tb", str(threads), "-c", str(ctx * parallel), "--no-webui"]
     if chat_template is None:
         cmd += ["--jinja"]

@@ -123,6 +123,14 @@ class LlamaConfig(BaseModel):
         "any cached prefix can be reused; off, a prefix is reused when it still holds its "
         "window and shared starts are kept in held prefixes.",
     )
+    kv_unified: bool = Field(
+        True,
+        description="One KV cache shared by all slots (llama.cpp's --kv-unified): prefixes are "
+        "shared by reference and a slot may use cells others leave free, but every step's "
+        "attention spans every sequence's cells. Off, each slot (and held prefix) has its own "
+        "stream of n_ctx cells: long prompts from many users no longer slow each other, a "
+        "shared prefix is copied instead of shared, and held prefixes cost a stream each.",
+    )
     held_prefixes: int = Field(
         4,
         ge=0,

@@ -166,3 +166,22 @@ def test_holders_are_replaced_least_recently_used_first() -> None:
     table.touch(second)
     table.touch(first)
     assert table.holder_to_fill() is second
+
+
+def test_contiguous_slots_put_a_cold_prompt_beside_a_running_one() -> None:
+    """Split KV streams compute a run of consecutive slots per pass: a new prompt goes next
+    to the running slot, not to the least recently used one across the table."""
+    table = SlotTable(5, contiguous=True)
+    for slot, used in zip(table.slots, (4, 1, 5, 3, 2), strict=True):
+        slot.cached, slot.last_used = [7, 7], used
+    table.slots[3].prompt = [8, 8, 8]
+    placement = table.place([1, 2, 3])
+    assert placement is not None
+    # Slots 2 and 4 are beside the running slot 3; 4 was used less recently.
+    assert placement.slot is table.slots[4]
+    # Without the rule, the least recently used slot overall.
+    plain = SlotTable(5)
+    for mine, theirs in zip(plain.slots, table.slots, strict=True):
+        mine.cached, mine.last_used, mine.prompt = theirs.cached, theirs.last_used, theirs.prompt
+    placed = plain.place([1, 2, 3])
+    assert placed is not None and placed.slot is plain.slots[1]

@@ -1,9 +1,12 @@
 """One llama.cpp context with many sequences: a batch to fill, one decode, per-row logits.
 
-Only the engine thread touches a context. The KV cache is unified, so sequences can share
-cached prefixes (`copy_prefix`) at no cost. Sliding-window (SWA) layers keep only their
-window unless `swa_full`: a kept prefix can then be continued only where its window is still
-cached (`reuse_floor`), and the extra `holders` sequences keep shared starts for that.
+Only the engine thread touches a context. A unified KV cache lets sequences share cached
+prefixes (`copy_prefix`) at no cost, but every step attends over every sequence's cells; split,
+each sequence has a stream of its own, a prefix is copied stream to stream, and llama.cpp
+computes a step's rows in runs of consecutive sequence ids (so `decode` orders them).
+Sliding-window (SWA) layers keep only their window unless `swa_full`: a kept prefix can then
+be continued only where its window is still cached (`reuse_floor`), and the extra `holders`
+sequences keep shared starts for that.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class ContextShape:
     # Logits rows one step may ask for: llama.cpp reserves a vocabulary-wide row for each
     # (512 MiB for Gemma's 262k tokens at a batch of 512). 0: one per batch token.
     outputs: int = 0
+    unified: bool = True  # one KV cache for all sequences, else a stream each
 
 
 class DecodeFailed(EngineError):
@@ -51,7 +55,10 @@ class LlamaContext:
         # Holders get no cells of their own: they mostly share their slots' cells, and what
         # they keep is dropped when a step finds no room. SWA layers get only their window
         # per sequence, holders included, unless swa_full.
-        params.n_ctx = shape.tokens_per_sequence * shape.sequences
+        # Split, every sequence (holders too) gets an equal stream of n_ctx / n_seq_max.
+        params.n_ctx = shape.tokens_per_sequence * (
+            shape.sequences if shape.unified else shape.sequences + shape.holders
+        )
         params.n_batch = shape.batch_tokens
         params.n_ubatch = min(shape.batch_tokens, 512)
         params.n_seq_max = shape.sequences + shape.holders
@@ -62,7 +69,7 @@ class LlamaContext:
         params.n_outputs_max = self._max_outputs
         params.n_threads = shape.threads
         params.n_threads_batch = shape.threads
-        params.kv_unified = True
+        params.kv_unified = shape.unified
         params.swa_full = shape.swa_full
         params.no_perf = True
         self._ctx = lib.llama_init_from_model(model.handle, params)
@@ -81,8 +88,10 @@ class LlamaContext:
         self._n_seq_ids = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(capacity,))
         self._wants_logits = np.ctypeslib.as_array(self._batch.logits, shape=(capacity,))
         self._seq_id_rows = [self._batch.seq_id[i] for i in range(capacity)]
+        self._sequences = np.zeros(capacity, dtype=np.int32)
         self._size = 0
         self._outputs = 0
+        self._placed: npt.NDArray[np.intp] | None = None  # a row's place once ordered
 
     # -- batch ---------------------------------------------------------------------------
 
@@ -102,6 +111,8 @@ class LlamaContext:
         """Queues consecutive tokens of one sequence; returns the last one's index (with
         `logits_all`, each token's logits row is its index)."""
         i, n = self._size, len(tokens)
+        if i == 0:
+            self._placed = None
         outputs = self._outputs + (n if logits_all else int(logits_last))
         if outputs > self._max_outputs:  # past it llama.cpp aborts the process
             raise EngineError(f"a step asked for {outputs} logits rows, over {self._max_outputs}")
@@ -111,6 +122,7 @@ class LlamaContext:
         self._n_seq_ids[i : i + n] = 1
         for row in self._seq_id_rows[i : i + n]:
             row[0] = sequence
+        self._sequences[i : i + n] = sequence
         self._wants_logits[i : i + n] = logits_all
         self._wants_logits[i + n - 1] = logits_last or logits_all
         self._size = i + n
@@ -119,6 +131,8 @@ class LlamaContext:
     def decode(self) -> None:
         """Runs the queued batch through the model, then empties it; on CacheFull the batch
         stays queued."""
+        if not self.shape.unified:
+            self._order_by_sequence()
         self._batch.n_tokens = self._size
         status = self._lib.llama_decode(self._ctx, self._batch)
         if status == 1:
@@ -127,13 +141,35 @@ class LlamaContext:
         if status != 0:
             raise DecodeFailed(f"llama_decode returned {status}")
 
+    def _order_by_sequence(self) -> None:
+        """Sorts the queued rows by sequence id, each sequence's in order: split streams are
+        computed a run of consecutive ids at a time, so sequences 3, 0, 1 would take two
+        passes where 0, 1, 3 takes one for 0 and 1."""
+        n = self._size
+        sequences = self._sequences[:n]
+        if n < 2 or bool(np.all(sequences[:-1] <= sequences[1:])):
+            return
+        order = np.argsort(sequences, kind="stable")
+        for column in (self._tokens, self._positions, self._wants_logits, self._sequences):
+            column[:n] = column[:n][order]
+        for row, sequence in zip(self._seq_id_rows[:n], sequences.tolist(), strict=True):
+            row[0] = sequence
+        placed = np.empty(n, dtype=np.intp)
+        placed[order] = np.arange(n)
+        self._placed = placed if self._placed is None else placed[self._placed]
+
     def discard(self) -> None:
         """Empties the queued batch without decoding it."""
         self._size = self._outputs = 0
 
+    def batch_row(self, index: int) -> int:
+        """Where the token `add_run` put at `index` went in the decoded batch (llama.cpp's
+        index for its logits and samplers)."""
+        return index if self._placed is None else int(self._placed[index])
+
     def logits(self, index: int) -> npt.NDArray[np.float32]:
         """The logits row of batch token `index` after `decode` (a view: copy to keep it)."""
-        pointer = self._lib.llama_get_logits_ith(self._ctx, index)
+        pointer = self._lib.llama_get_logits_ith(self._ctx, self.batch_row(index))
         return np.ctypeslib.as_array(pointer, shape=(self.vocab_size,))
 
     @property
@@ -164,9 +200,14 @@ class LlamaContext:
         return oldest + self._window
 
     def copy_prefix(self, source: int, target: int, length: int) -> None:
-        """Makes `target` hold the first `length` cached tokens of `source` (shared cells)."""
+        """Makes `target` hold the first `length` cached tokens of `source`: shared cells in a
+        unified cache; split, llama.cpp copies only whole streams, so the copy is cut after."""
         self.clear(target)
-        self._lib.llama_memory_seq_cp(self._memory, source, target, 0, length)
+        if self.shape.unified:
+            self._lib.llama_memory_seq_cp(self._memory, source, target, 0, length)
+            return
+        self._lib.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+        self.keep_prefix(target, length)
 
     def close(self) -> None:
         if self._ctx:

@@ -97,16 +97,22 @@ class LlamaEngine:
             # A row per sequence (its next token, or its prompt's last), and the drafts',
             # which a step keeps under draft_rows answer rows in all.
             outputs=min(batch_tokens, sequences + (self._draft_rows if drafting else 0)),
+            unified=config.kv_unified,
         )
         self._context = LlamaContext(model, self._shape)
-        self._slots = SlotTable(sequences, holders)
+        self._slots = SlotTable(sequences, holders, contiguous=not config.kv_unified)
         self._running: list[RunningSequence] = []
         self._waiting = WaitingList(
             max_queued_requests, model.spec.model_id, request_timeout_s, batch_max_wait_s
         )
         self._timeout_s = request_timeout_s
-        self._kept_prompt_tokens = (
-            2 * config.n_ctx if config.kept_prompt_tokens is None else config.kept_prompt_tokens
+        # Split streams: a kept prompt sits in its slot's own stream and slows nobody.
+        self._kept_prompt_tokens: int | None = (
+            config.kept_prompt_tokens
+            if config.kept_prompt_tokens is not None
+            else 2 * config.n_ctx
+            if config.kv_unified
+            else None
         )
         self._counters = _Counters()
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
@@ -340,7 +346,7 @@ class LlamaEngine:
         generated = 0
         for sequence, row in outputs:
             logits = context.logits(row)
-            token = sequence.choose(context.handle, row, logits)
+            token = sequence.choose(context.handle, context.batch_row(row), logits)
             if token is None:
                 self._hold(sequence, logits.copy())
                 continue
@@ -392,7 +398,7 @@ class LlamaEngine:
         for j in range(len(draft) + 1):
             row = first_row + j
             logits = context.logits(row)
-            token = sequence.choose(context.handle, row, logits)
+            token = sequence.choose(context.handle, context.batch_row(row), logits)
             assert token is not None  # only sequences without a grammar draft
             taken += 1
             matched = j < len(draft) and token == draft[j]
@@ -463,8 +469,9 @@ class LlamaEngine:
         # reuses slows all: one user's 2,000-token RAG answers decoded 20 % slower, and its
         # prompts took 80 % longer, once 16 free slots kept theirs. Dropped cells are
         # filled first by the next prompt, which keeps the cache compact.
-        for slot in self._slots.beyond_keep(self._kept_prompt_tokens):
-            self._forget(slot)
+        if self._kept_prompt_tokens is not None:
+            for slot in self._slots.beyond_keep(self._kept_prompt_tokens):
+                self._forget(slot)
 
     def _release(self, sequence: RunningSequence, error: BaseException | None = None) -> None:
         """Frees the slot; its prompt's cache stays for later prompts that share its prefix.

@@ -82,10 +82,13 @@ class Placement:
 
 
 class SlotTable:
-    def __init__(self, count: int, holders: int = 0) -> None:
+    def __init__(self, count: int, holders: int = 0, *, contiguous: bool = False) -> None:
+        """`contiguous`: new prompts go next to running ones where they can (split KV
+        streams compute a step's rows a run of consecutive slots at a time)."""
         self.slots = [Slot(i) for i in range(count)]
         self.holders = [Slot(count + i, holder=True) for i in range(holders)]
         self._uses = itertools.count(1)
+        self._contiguous = contiguous
 
     def touch(self, holder: Slot) -> None:
         """Marks a holder as just used (holders are replaced least recently used first)."""
@@ -118,6 +121,18 @@ class SlotTable:
             dropped.append(slot)
             total -= len(slot.cached)
         return dropped
+
+    def _target(self, free: list[Slot]) -> Slot:
+        """The free slot a new prompt takes: an empty one, else the least recently used;
+        contiguous, one beside a running slot first."""
+        if self._contiguous:
+            return min(free, key=lambda s: (not self._beside_busy(s), bool(s.cached), s.last_used))
+        empty = [s for s in free if not s.cached]
+        return empty[0] if empty else min(free, key=lambda s: s.last_used)
+
+    def _beside_busy(self, slot: Slot) -> bool:
+        i = slot.sequence
+        return any(0 <= j < len(self.slots) and self.slots[j].busy for j in (i - 1, i + 1))
 
     def place(
         self, prompt: Sequence[int], floor: Callable[[Slot], int] = lambda _: 0
@@ -165,8 +180,7 @@ class SlotTable:
         # long cached prompt for.
         if not source.busy and not source.holder and 2 * reused >= len(source.cached):
             return Placement(source, reused, hold_at=hold_at)
-        empty = [s for s in free if not s.cached]
-        target = empty[0] if empty else min(free, key=lambda s: s.last_used)
+        target = self._target(free)
         if target is source:
             return Placement(target, reused, hold_at=hold_at)
         return Placement(target, reused, copy_from=source if reused else None, hold_at=hold_at)

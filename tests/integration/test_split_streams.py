@@ -1,0 +1,126 @@
+"""Split KV streams (`kv_unified = false`): each slot and held prefix has a stream of its own.
+Rows queued in any order get their own logits, prefixes copied stream to stream are reused,
+and answers are those of the unified cache, up to llama.cpp's own noise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import numpy as np
+import pytest
+
+from privserve.config import LlamaConfig
+from privserve.engine.base import GenerationRequest, ModelSpec, SamplingParams
+from privserve.engine.llama.context import ContextShape, LlamaContext
+from privserve.engine.llama.engine import LlamaEngine
+from privserve.engine.llama.model import LlamaModel
+from tests.integration.test_sliding_window import SHARED, ask_in_turn, questions
+from tests.integration.test_speculation import NOISE, nearly_tie
+
+pytestmark = pytest.mark.model
+
+
+def prose(model: LlamaModel, count: int, length: int) -> list[list[int]]:
+    texts = [topics[name] for name in sorted(topics) if len(topics[name]) > 4 * length]
+    return [model.tokenize(text, is_chat=False)[:length] for text in texts[:count]]
+
+
+def test_rows_queued_out_of_sequence_order_get_their_own_logits(model_path: Path) -> None:
+    """llama.cpp computes split streams a run of consecutive sequences at a time, so the
+    context sorts a step's rows by sequence; each caller's row index must still find its
+    token's logits, as when each sequence is decoded alone."""
+    config = LlamaConfig(n_ctx=512, parallel=3)
+    model = LlamaModel(ModelSpec("split-rows", model_path), config)
+    try:
+        shape = ContextShape(sequences=3, tokens_per_sequence=512, batch_tokens=256, threads=2)
+        prompts = prose(model, 3, 40)
+        alone = LlamaContext(model, shape)
+        try:
+            expected = []
+            for sequence, prompt in enumerate(prompts):
+                row = alone.add_run(prompt, 0, sequence, logits_last=True)
+                alone.decode()
+                expected.append(alone.logits(row).copy())
+        finally:
+            alone.close()
+        split = LlamaContext(model, replace(shape, unified=False))
+        try:
+            # Queued 2, 0, 1, and sequence 0 in two runs: the rows move, the indexes stay.
+            rows = {2: split.add_run(prompts[2], 0, 2, logits_last=True)}
+            split.add_run(prompts[0][:25], 0, 0)
+            rows[1] = split.add_run(prompts[1], 0, 1, logits_last=True)
+            rows[0] = split.add_run(prompts[0][25:], 25, 0, logits_last=True)
+            split.decode()
+            assert sorted(split.batch_row(r) for r in rows.values()) != sorted(rows.values())
+            for sequence, row in rows.items():
+                got = split.logits(row)
+                assert int(np.argmax(got)) == int(np.argmax(expected[sequence]))
+                assert float(np.max(np.abs(got - expected[sequence]))) < NOISE
+        finally:
+            split.close()
+    finally:
+        model.close()
+
+
+@pytest.fixture(scope="module")
+def engines(model_path: Path) -> Iterator[dict[str, LlamaEngine]]:
+    """The same two slots and one holder, unified and split (drafts on in both)."""
+    loaded: dict[str, LlamaEngine] = {}
+    try:
+        for name, unified in (("unified", True), ("split", False)):
+            config = LlamaConfig(n_ctx=2048, parallel=2, held_prefixes=1, kv_unified=unified)
+            loaded[name] = LlamaEngine.load(
+                ModelSpec(f"streams-{name}", model_path), config, max_queued_requests=8
+            )
+        yield loaded
+    finally:
+        for engine in loaded.values():
+            engine.close()
+
+
+async def test_split_streams_reuse_copied_prefixes_and_answer_as_unified(
+    engines: dict[str, LlamaEngine],
+) -> None:
+    """The shared start is copied from the holder's stream into each question's slot, and
+    the answers part from the unified cache's only where two choices nearly tie."""
+    prompts = questions(engines["split"])
+    split, reused = await ask_in_turn(engines["split"], prompts)
+    unified, _ = await ask_in_turn(engines["unified"], prompts)
+    # A stream's window cells are dropped as its prompt moves on, so the second question
+    # finds the start only past the first's window: it holds it, and the rest copy it.
+    assert all(n >= SHARED - 1 for n in reused[2:]), reused
+    for a, b in zip(unified, split, strict=True):
+        for x, y in zip(a, b, strict=False):
+            if x.token != y.token:
+                assert nearly_tie(x, y) or nearly_tie(y, x), (x, y)
+                break
+            assert abs(x.logprob - y.logprob) < NOISE, (x, y)
+
+
+async def test_concurrent_answers_on_split_streams_match_answers_alone(
+    engines: dict[str, LlamaEngine],
+) -> None:
+    """Two questions decoded in the same steps (their rows sorted into one run) answer as
+    each does alone."""
+    engine = engines["split"]
+    prompts = questions(engine)[:2]
+    alone, _ = await ask_in_turn(engine, prompts)
+    sampling = SamplingParams(max_tokens=24, temperature=0.0, logprobs=True, top_logprobs=5)
+
+    async def answer(prompt: list[int]) -> list[int]:
+        tokens: list[int] = []
+        async for event in engine.generate(GenerationRequest(prompt, sampling, "together")):
+            tokens += [t.token for t in event.logprobs]
+        return tokens
+
+    async with asyncio.timeout(300):
+        together = await asyncio.gather(*(answer(p) for p in prompts))
+    for single, both in zip(alone, together, strict=True):
+        for x, token in zip(single, both, strict=True):
+            if x.token != token:
+                assert token in {top.token for top in x.top}, (x, token)
+                break
