@@ -130,10 +130,11 @@ def start_llama_server(
     chat_template: str | None = "gemma",
     extra: list[str] | None = None,
     name: str = "llama-server",
-    unified: bool = True,
+    unified: bool = False,
 ) -> Running:
     """`chat_template`: a built-in template's name, or None for the GGUF's own (jinja).
-    `unified`: one KV cache for all slots (-kvu), else a stream of `ctx` cells per slot."""
+    `unified`: one KV cache for all slots (-kvu), else a stream of `ctx` cells per slot (its
+    default, and privserve's)."""
     port = free_port()
     # Its context is split among the slots, or shared (-kvu): either way, it gets what
     # privserve gives all its slots.

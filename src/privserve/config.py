@@ -124,12 +124,11 @@ class LlamaConfig(BaseModel):
         "window and shared starts are kept in held prefixes.",
     )
     kv_unified: bool = Field(
-        True,
-        description="One KV cache shared by all slots (llama.cpp's --kv-unified): prefixes are "
-        "shared by reference and a slot may use cells others leave free, but every step's "
-        "attention spans every sequence's cells. Off, each slot (and held prefix) has its own "
-        "stream of n_ctx cells: long prompts from many users no longer slow each other, a "
-        "shared prefix is copied instead of shared, and held prefixes cost a stream each.",
+        False,
+        description="One KV cache shared by all slots (llama.cpp's --kv-unified) instead of a "
+        "stream of n_ctx cells per slot and held prefix: prefixes are then shared rather than "
+        "copied, but every step's attention spans every sequence's cells, which slows long "
+        "prompts from several users.",
     )
     held_prefixes: int = Field(
         4,

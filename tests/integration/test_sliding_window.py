@@ -1,6 +1,7 @@
 """Sliding-window layers that keep only their window (the bundled Gemma 3 has 15 of 18): a
 start shared by many prompts is still reused, through a holder, and answers are those of a
-cache that keeps every position, up to llama.cpp's own noise."""
+cache that keeps every position, up to llama.cpp's own noise. On a unified KV cache, where
+holders share their slots' cells (test_split_streams.py covers a stream per slot)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def engines(model_path: Path) -> Iterator[dict[str, LlamaEngine]]:
         "held": LlamaConfig(n_ctx=2048, parallel=2, held_prefixes=1),  # drafts too
         "unheld": LlamaConfig(n_ctx=2048, parallel=2, held_prefixes=0, draft_max=0),
         "full": LlamaConfig(n_ctx=2048, parallel=2, swa_full=True, draft_max=0),
+    }
+    shapes = {
+        name: config.model_copy(update={"kv_unified": True}) for name, config in shapes.items()
     }
     loaded: dict[str, LlamaEngine] = {}
     try:
@@ -117,7 +121,7 @@ async def test_a_full_cache_drops_held_starts_and_the_step_goes_on(
     have moved on; two new 480-token prompts then find no room until they are dropped."""
     engine = LlamaEngine.load(
         ModelSpec("swa-full-cache", model_path),
-        LlamaConfig(n_ctx=512, parallel=2, held_prefixes=2, draft_max=0),
+        LlamaConfig(n_ctx=512, parallel=2, held_prefixes=2, draft_max=0, kv_unified=True),
         max_queued_requests=8,
     )
     try:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from privserve.config import LlamaConfig
-from privserve.engine.base import GenerationRequest, ModelSpec, SamplingParams
+from privserve.engine.base import GenerationRequest, ModelSpec, SamplingParams, TokenLogprob
 from privserve.engine.llama.context import ContextShape, LlamaContext
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.engine.llama.model import LlamaModel
@@ -124,3 +124,47 @@ async def test_concurrent_answers_on_split_streams_match_answers_alone(
             if x.token != token:
                 assert token in {top.token for top in x.top}, (x, token)
                 break
+
+
+async def test_a_sequence_moved_to_gather_the_running_ones_answers_as_alone(
+    model_path: Path,
+) -> None:
+    """Three slots: the middle request ends early, the last one's stream is copied into the
+    middle slot while it answers, and its answer is the one it gives alone (up to
+    llama.cpp's noise between batch shapes)."""
+    engine = LlamaEngine.load(
+        ModelSpec("streams-gather", model_path),
+        LlamaConfig(n_ctx=1024, parallel=3, kv_unified=False, draft_max=0),
+        max_queued_requests=8,
+    )
+    try:
+        prompts = [p[-150:] for p in questions(engine)[:3]]  # their own, distinct parts
+        lengths = (40, 2, 40)
+
+        async def answer(prompt: list[int], tokens: int) -> list[TokenLogprob]:
+            sampling = SamplingParams(
+                max_tokens=tokens, temperature=0.0, logprobs=True, top_logprobs=5
+            )
+            out: list[TokenLogprob] = []
+            async for event in engine.generate(GenerationRequest(prompt, sampling, "gather")):
+                out += event.logprobs
+            return out
+
+        alone = [await answer(p, n) for p, n in zip(prompts, lengths, strict=True)]
+        # Fill the slots in order: each request starts once the one before has its slot.
+        tasks = []
+        async with asyncio.timeout(300):
+            for prompt, tokens in zip(prompts, lengths, strict=True):
+                tasks.append(asyncio.create_task(answer(prompt, tokens)))
+                while engine.stats().running_requests < len(tasks):
+                    await asyncio.sleep(0.01)
+            together = await asyncio.gather(*tasks)
+        assert engine.stats().gathered_sequences >= 1
+        for single, both in zip(alone, together, strict=True):
+            for x, y in zip(single, both, strict=True):
+                if x.token != y.token:
+                    assert nearly_tie(x, y) or nearly_tie(y, x), (x, y)
+                    break
+                assert abs(x.logprob - y.logprob) < NOISE, (x, y)
+    finally:
+        engine.close()

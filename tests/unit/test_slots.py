@@ -185,3 +185,24 @@ def test_contiguous_slots_put_a_cold_prompt_beside_a_running_one() -> None:
         mine.cached, mine.last_used, mine.prompt = theirs.cached, theirs.last_used, theirs.prompt
     placed = plain.place([1, 2, 3])
     assert placed is not None and placed.slot is plain.slots[1]
+
+
+def test_running_slots_split_into_two_runs_are_gathered_into_one() -> None:
+    table = SlotTable(6, contiguous=True)
+    for i in (0, 1, 4):
+        table.slots[i].prompt = table.slots[i].cached = [i] * 3
+    table.slots[2].cached = [9, 9]
+    moves = table.gathering_moves(most=4)
+    # The window 0-2 holds two of the three; the one outside moves into its free slot.
+    assert [(a.sequence, b.sequence) for a, b in moves] == [(4, 2)]
+    moved, into = moves[0]
+    table.swap(moved, into)
+    assert [s.busy for s in table.slots] == [True, True, True, False, False, False]
+    assert all(s.sequence == i for i, s in enumerate(table.slots))
+    assert table.slots[2] is moved and moved.cached == [4] * 3 and into.cached == []
+    assert table.gathering_moves(most=4) == []
+    # A unified cache computes any set of sequences in one pass: nothing to gather.
+    plain = SlotTable(6)
+    for i in (0, 4):
+        plain.slots[i].prompt = [1]
+    assert plain.gathering_moves(most=4) == []

@@ -205,6 +205,8 @@ class EngineStats:
     # Tokens drafted from the prompt and checked by the model, and those it kept.
     draft_tokens: int = 0
     accepted_draft_tokens: int = 0
+    # Running sequences moved into another slot's stream to keep them in one run.
+    gathered_sequences: int = 0
 
 
 class TokenStream(Protocol):

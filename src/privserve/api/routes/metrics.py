@@ -66,6 +66,11 @@ class EngineCollector(Collector):
                 "Drafted tokens the model kept.",
                 "accepted_draft_tokens",
             ),
+            "privserve_gathered_sequences": (
+                "Answering sequences moved to another slot so that the running slots are "
+                "consecutive (split KV streams compute each run of slots in a pass of its own).",
+                "gathered_sequences",
+            ),
         }
         for name, (text, field) in counters.items():
             counter = CounterMetricFamily(name, text, labels=["model"])

@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 _RATE_WINDOW_S = 5.0  # tokens/s is measured over the last few seconds
 # Threads for grammars' slow passes over the whole vocabulary (see sampling.py).
 _GRAMMAR_THREADS = 2
+# Stream copies per step that gather running sequences into one run (split streams).
+_GATHERING_MOVES_PER_STEP = 2
 
 
 @dataclass
@@ -66,6 +68,7 @@ class _Counters:
     last_step_ms: float = 0.0
     drafted: int = 0
     accepted: int = 0
+    gathered: int = 0
 
 
 class LlamaEngine:
@@ -244,6 +247,7 @@ class LlamaEngine:
             kv_cells=self._shape.sequences * self._shape.tokens_per_sequence,
             draft_tokens=counters.drafted,
             accepted_draft_tokens=counters.accepted,
+            gathered_sequences=counters.gathered,
         )
 
     def stop(self) -> None:
@@ -288,6 +292,7 @@ class LlamaEngine:
         self._drop_cancelled_or_expired()
         self._take_held_choices()
         self._admit()
+        self._gather_running()
         context = self._context
         outputs: list[tuple[RunningSequence, int]] = []  # sequences to sample, and their row
         drafts: list[tuple[RunningSequence, int, list[int]]] = []  # and their first row
@@ -472,6 +477,16 @@ class LlamaEngine:
         if self._kept_prompt_tokens is not None:
             for slot in self._slots.beyond_keep(self._kept_prompt_tokens):
                 self._forget(slot)
+
+    def _gather_running(self) -> None:
+        """Split streams: moves running sequences into one run of consecutive slots. llama.cpp
+        computes each run in a pass of its own, so sequences in two runs cost a decoding
+        step two passes over the weights; a move is one copy of a stream."""
+        for moved, into in self._slots.gathering_moves(_GATHERING_MOVES_PER_STEP):
+            self._context.copy_prefix(moved.sequence, into.sequence, len(moved.cached))
+            self._context.clear(moved.sequence)
+            self._slots.swap(moved, into)
+            self._counters.gathered += 1
 
     def _release(self, sequence: RunningSequence, error: BaseException | None = None) -> None:
         """Frees the slot; its prompt's cache stays for later prompts that share its prefix.

@@ -124,15 +124,45 @@ class SlotTable:
 
     def _target(self, free: list[Slot]) -> Slot:
         """The free slot a new prompt takes: an empty one, else the least recently used;
-        contiguous, one beside a running slot first."""
+        contiguous, the one nearest the running slots first, between two of them before
+        beside one (so it joins or extends a run rather than starting one)."""
         if self._contiguous:
-            return min(free, key=lambda s: (not self._beside_busy(s), bool(s.cached), s.last_used))
+            busy = [s.sequence for s in self.slots if s.busy]
+
+            def runs_after(slot: Slot) -> tuple[int, int]:
+                distance = min((abs(slot.sequence - i) for i in busy), default=0)
+                neighbours = sum(abs(slot.sequence - i) == 1 for i in busy)
+                return distance, -neighbours
+
+            return min(free, key=lambda s: (*runs_after(s), bool(s.cached), s.last_used))
         empty = [s for s in free if not s.cached]
         return empty[0] if empty else min(free, key=lambda s: s.last_used)
 
-    def _beside_busy(self, slot: Slot) -> bool:
-        i = slot.sequence
-        return any(0 <= j < len(self.slots) and self.slots[j].busy for j in (i - 1, i + 1))
+    def gathering_moves(self, most: int) -> list[tuple[Slot, Slot]]:
+        """Up to `most` (running slot, free slot) moves that bring the running slots into one
+        run of consecutive ids: those outside the window of ids that already holds the most
+        of them, each into a free slot inside it. Contiguous tables only."""
+        if not self._contiguous:
+            return []
+        busy = [s.busy for s in self.slots]
+        count = sum(busy)
+        if count < 2:
+            return []
+        held = [sum(busy[a : a + count]) for a in range(len(busy) - count + 1)]
+        start = max(range(len(held)), key=held.__getitem__)
+        if held[start] == count:
+            return []
+        window = self.slots[start : start + count]
+        outside = [s for s in self.slots if s.busy and s not in window]
+        into = [s for s in window if not s.busy]
+        return list(zip(outside, into, strict=False))[:most]
+
+    def swap(self, moved: Slot, into: Slot) -> None:
+        """After the engine copied `moved`'s cache into `into`'s sequence: each takes the
+        other's place (and sequence id); `into`'s kept prompt was overwritten."""
+        moved.sequence, into.sequence = into.sequence, moved.sequence
+        self.slots[moved.sequence], self.slots[into.sequence] = moved, into
+        into.cached = []
 
     def place(
         self, prompt: Sequence[int], floor: Callable[[Slot], int] = lambda _: 0
