@@ -88,8 +88,8 @@ class LlamaConfig(BaseModel):
         ge=0,
         description="Prompt tokens that free slots keep cached for later prompts sharing their "
         "start (a next turn, the same notes again); beyond this the least recently used are "
-        "dropped, since every cached token slows every step's attention. Default: twice the "
-        "context size.",
+        "dropped. On a unified KV cache every cached token slows every step's attention, and "
+        "the default is twice the context size; with a stream per slot, no limit.",
     )
     n_gpu_layers: int | Literal["auto"] = Field(
         "auto",

@@ -149,13 +149,26 @@ def nearly_tie(chose: TokenLogprob, other: TokenLogprob) -> bool:
     return flat and abs(other.logprob - chose.logprob) < NOISE
 
 
+@pytest.fixture(scope="module")
+def unified_engine(model_path: Path) -> Iterator[LlamaEngine]:
+    """One KV cache, where each sequence drafts what it proposes (with a stream per slot, a
+    step drafts only when every sequence in it may, all to one length)."""
+    engine = LlamaEngine.load(
+        ModelSpec("drafts-unified", model_path),
+        LlamaConfig(n_ctx=4096, parallel=4, draft_max=8, swa_full=True, kv_unified=True),
+        max_queued_requests=64,
+    )
+    yield engine
+    engine.close()
+
+
 async def test_a_drafted_token_leaves_the_sampled_distribution_the_models_own(
-    engines: dict[int, LlamaEngine], monkeypatch: pytest.MonkeyPatch
+    unified_engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every answer's second token is checked against a fixed draft (the model's likeliest
     choice there); over many seeds its distribution must still be the model's, by a
     chi-square test at the 0.1 % level."""
-    engine = engines[8]
+    engine = unified_engine
     prompt = engine.tokenize("The capital of France is", is_chat=False)
     first_sampling = SamplingParams(max_tokens=1, temperature=0.0, logprobs=True)
     first = (await answer(engine, prompt, first_sampling))[0].token

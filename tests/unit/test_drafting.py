@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from privserve.engine.llama.drafting import LookupShape, PromptLookup
+from privserve.engine.llama.drafting import LookupShape, PromptLookup, even_out
 
 
 def lookup(prompt: list[int], max_draft: int = 4) -> PromptLookup:
@@ -74,3 +74,17 @@ def test_a_sequence_whose_drafts_are_wrong_stops_drafting_then_tries_again() -> 
         tries += 1
         assert tries < 20
     assert tries > 0
+
+
+def test_drafts_are_evened_out_to_the_longest_within_every_room() -> None:
+    """Split KV streams compute equal rows per sequence in one pass: shorter drafts are
+    filled (repeating their last token), longer ones cut to the smallest room."""
+    assert even_out([[5, 6, 7], [], [8]], [4, 4, 4], [1, 2, 3]) == [
+        [5, 6, 7],
+        [2, 2, 2],
+        [8, 8, 8],
+    ]
+    assert even_out([[5, 6, 7], [8]], [4, 2], [1, 2]) == [[5, 6], [8, 8]]
+    # A sequence that may not draft (a grammar, its last token) means no drafts at all.
+    assert even_out([[5, 6, 7], [8]], [4, 0], [1, 2]) == [[], []]
+    assert even_out([[], []], [4, 4], [1, 2]) == [[], []]

@@ -51,11 +51,11 @@ class LlamaContext:
         self.shape = shape
         self.vocab_size = model.vocab_size
         params = lib.llama_context_default_params()
-        # Each slot may hold a full window; cells shared by a copied prefix count once.
-        # Holders get no cells of their own: they mostly share their slots' cells, and what
+        # Each slot may hold a full context. Split, every sequence (holders too) gets a stream
+        # of n_ctx / n_seq_max cells. Unified, cells shared by a copied prefix count once and
+        # holders get no cells of their own: they mostly share their slots' cells, and what
         # they keep is dropped when a step finds no room. SWA layers get only their window
         # per sequence, holders included, unless swa_full.
-        # Split, every sequence (holders too) gets an equal stream of n_ctx / n_seq_max.
         params.n_ctx = shape.tokens_per_sequence * (
             shape.sequences if shape.unified else shape.sequences + shape.holders
         )

@@ -80,3 +80,17 @@ class PromptLookup:
         if drafted:
             rate = accepted / drafted
             self._acceptance += _SMOOTHING * (rate - self._acceptance)
+
+
+def even_out(drafts: list[list[int]], rooms: list[int], last_tokens: list[int]) -> list[list[int]]:
+    """The drafts cut or filled to one length, for a batch whose sequences must have equal
+    rows: the longest draft's, within every sequence's room, else none at all. Filler
+    repeats the sequence's last token: any fixed draft keeps sampling exact, and a token the
+    model does not write is dropped like any missed draft."""
+    length = min(max(map(len, drafts), default=0), min(rooms, default=0))
+    if length <= 0:
+        return [[] for _ in drafts]
+    return [
+        draft[:length] + [draft[-1] if draft else last] * (length - len(draft))
+        for draft, last in zip(drafts, last_tokens, strict=True)
+    ]

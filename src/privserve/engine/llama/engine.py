@@ -40,7 +40,7 @@ from privserve.engine.base import (
 )
 from privserve.engine.llama.admission import Admission
 from privserve.engine.llama.context import CacheFull, ContextShape, DecodeFailed, LlamaContext
-from privserve.engine.llama.drafting import LookupShape
+from privserve.engine.llama.drafting import LookupShape, even_out
 from privserve.engine.llama.grammar import constraint_grammar, init_grammar_sampler
 from privserve.engine.llama.model import LlamaModel
 from privserve.engine.llama.sequence import RunningSequence
@@ -295,20 +295,32 @@ class LlamaEngine:
         self._gather_running()
         context = self._context
         outputs: list[tuple[RunningSequence, int]] = []  # sequences to sample, and their row
-        drafts: list[tuple[RunningSequence, int, list[int]]] = []  # and their first row
+        # and their first row, and how many of the draft's tokens were looked up (not filler)
+        drafts: list[tuple[RunningSequence, int, list[int], int]] = []
         batched: list[RunningSequence] = []
         decoding = [s for s in self._running if s.next_token is not None]
+        next_tokens = [s.next_token for s in decoding if s.next_token is not None]
         draft_limit = (self._draft_rows - len(decoding)) // max(1, len(decoding))
-        for sequence in decoding:
-            assert sequence.next_token is not None
+        proposed = [s.draft(draft_limit) for s in decoding]
+        real = [len(d) for d in proposed]
+        if not self._shape.unified and len(decoding) > 1:
+            # Split streams: one pass holds the same rows of each sequence of a run, so
+            # uneven drafts would cost a pass per drafting sequence.
+            proposed = even_out(
+                proposed,
+                [s.draft_room(draft_limit) for s in decoding],
+                next_tokens,
+            )
+        for sequence, next_token, draft, drafted in zip(
+            decoding, next_tokens, proposed, real, strict=True
+        ):
             slot = sequence.slot
-            draft = sequence.draft(draft_limit)
-            run = [sequence.next_token, *draft]
+            run = [next_token, *draft]
             row = context.add_run(run, len(slot.cached), slot.sequence, logits_all=True)
             slot.cached.extend(run)
             sequence.next_token = None
             if draft:
-                drafts.append((sequence, row - len(draft), draft))
+                drafts.append((sequence, row - len(draft), draft, min(drafted, len(draft))))
             else:
                 outputs.append((sequence, row))
             batched.append(sequence)
@@ -357,8 +369,8 @@ class LlamaEngine:
                 continue
             generated += 1
             self._take(sequence, token, logits)
-        for sequence, row, draft in drafts:
-            generated += self._verify(sequence, row, draft)
+        for sequence, row, draft, looked_up in drafts:
+            generated += self._verify(sequence, row, draft, looked_up)
         counters = self._counters
         counters.steps += 1
         counters.generated += generated
@@ -387,7 +399,9 @@ class LlamaEngine:
         context.discard()
         raise DecodeFailed("no room in the KV cache for this step")
 
-    def _verify(self, sequence: RunningSequence, first_row: int, draft: list[int]) -> int:
+    def _verify(
+        self, sequence: RunningSequence, first_row: int, draft: list[int], looked_up: int
+    ) -> int:
         """Samples the rows of a sequence's last token and its draft in order, as if they
         had come one step each, while the model's token is the drafted one; drops the cache
         of the drafted tokens past the first it did not write. Returns the tokens taken.
@@ -395,11 +409,12 @@ class LlamaEngine:
         Sampling first and comparing after is the exact rule for a fixed draft: a drafted
         token is kept with the probability the model gives it, and on a miss the token comes
         from the model's distribution without it; each output token takes one random draw,
-        so a seeded answer is the same with or without drafts."""
+        so a seeded answer is the same with or without drafts. Filler after the `looked_up`
+        tokens (see `even_out`) is checked alike but not counted as drafted."""
         context = self._context
         slot = sequence.slot
         kept = len(slot.cached) - len(draft)  # the cells up to the last token's
-        accepted = taken = 0
+        accepted = kept_looked_up = taken = 0
         for j in range(len(draft) + 1):
             row = first_row + j
             logits = context.logits(row)
@@ -408,15 +423,16 @@ class LlamaEngine:
             taken += 1
             matched = j < len(draft) and token == draft[j]
             accepted += matched
+            kept_looked_up += matched and j < looked_up
             self._take(sequence, token, logits)
             if sequence.finished or not matched:
                 break
             sequence.next_token = None  # its cells are already in the cache
         counters = self._counters
-        counters.drafted += len(draft)
-        counters.accepted += accepted
+        counters.drafted += looked_up
+        counters.accepted += kept_looked_up
         if sequence.lookup is not None:
-            sequence.lookup.checked(len(draft), accepted)
+            sequence.lookup.checked(looked_up, kept_looked_up)
         if sequence.finished:
             return taken  # released: its slot keeps only the prompt
         if accepted < len(draft):

@@ -73,9 +73,13 @@ class RunningSequence:
     def draft(self, limit: int) -> list[int]:
         """Tokens that may follow `next_token`, to check in the same step; never more than
         the answer may still produce after it."""
+        return [] if self.lookup is None else self.lookup.draft(self.draft_room(limit))
+
+    def draft_room(self, limit: int) -> int:
+        """How many tokens may be checked after `next_token` this step (0: none)."""
         if self.lookup is None or self._forced:
-            return []
-        return self.lookup.draft(min(limit, self._budget - self.produced - 1))
+            return 0
+        return max(0, min(limit, self._budget - self.produced - 1))
 
     def choose(
         self, context_handle: object, row: int, logits: npt.NDArray[np.float32]
