@@ -149,6 +149,16 @@ def nearly_tie(chose: TokenLogprob, other: TokenLogprob) -> bool:
     return flat and abs(other.logprob - chose.logprob) < NOISE
 
 
+def assert_same_up_to_noise(a: list[TokenLogprob], b: list[TokenLogprob]) -> None:
+    """Two greedy answers agree token by token, log-probabilities within NOISE, until they
+    part, which they may only where two choices nearly tie."""
+    for x, y in zip(a, b, strict=False):
+        if x.token != y.token:
+            assert nearly_tie(x, y) or nearly_tie(y, x), (x, y)
+            return
+        assert abs(x.logprob - y.logprob) < NOISE, (x, y)
+
+
 @pytest.fixture(scope="module")
 def unified_engine(model_path: Path) -> Iterator[LlamaEngine]:
     """One KV cache, where each sequence drafts what it proposes (with a stream per slot, a
