@@ -7,6 +7,7 @@ the other keeps answering."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from privserve.replicas.routing import HashRing, routing_key
 from tests.integration.conftest import POSTGRES
 from tests.integration.server import RunningServer, start_server
 from tests.integration.test_limits import fresh_minute, new_key, usage_json
@@ -202,12 +204,29 @@ def test_a_prompts_later_requests_reach_the_replica_that_cached_it(
 
 
 def test_one_rate_limit_and_one_ledger_hold_across_replicas(
-    replicated: RunningServer, shared: dict[str, str]
+    replicated: RunningServer, shared: dict[str, str], api_key: str
 ) -> None:
+    with httpx.Client(base_url=replicated.root_url, timeout=120) as http:
+        replicas = {
+            chat(http, api_key, f"Which replica are you, {i}?").headers[REPLICA] for i in range(16)
+        }
+    assert len(replicas) == 2
+    # Replica ids are new every run: pick prompts the ring sends to each in turn, so the four
+    # allowed requests reach both.
+    ring = HashRing(replicas)
+    homes: dict[str, list[str]] = {replica: [] for replica in replicas}
+    for i in range(200):
+        system = f"Spread request {i}."
+        body = json.dumps({"model": MODEL, "messages": [{"role": "system", "content": system}]})
+        key_of = routing_key("/v1/chat/completions", body.encode())
+        assert key_of is not None
+        homes[ring.order(key_of)[0]].append(system)
+    first, second = homes.values()
+    systems = [s for pair in zip(first[:4], second[:4], strict=True) for s in pair]
     key, key_id = new_key(replicated.home, "--rpm", "4", env=shared)
     fresh_minute()
     with httpx.Client(base_url=replicated.root_url, timeout=120) as http:
-        answers = [chat(http, key, f"Spread request {i}.") for i in range(8)]
+        answers = [chat(http, key, system) for system in systems]
     statuses = [a.status_code for a in answers]
     assert statuses.count(200) == 4 and statuses.count(429) == 4, statuses
     served_by = {a.headers[REPLICA] for a in answers if a.status_code == 200}
