@@ -6,6 +6,7 @@ holders share their slots' cells (test_split_streams.py covers a stream per slot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from pydoc_data.topics import topics
@@ -33,19 +34,28 @@ def engines(model_path: Path) -> Iterator[dict[str, LlamaEngine]]:
     """Two slots of 2,048 tokens each way: windows with one holder (and drafts, whose
     rejected tokens are dropped from the windows too), windows without one, and every
     position kept."""
-    shapes = {
-        "held": LlamaConfig(n_ctx=2048, parallel=2, held_prefixes=1),  # drafts too
-        "unheld": LlamaConfig(n_ctx=2048, parallel=2, held_prefixes=0, draft_max=0),
-        "full": LlamaConfig(n_ctx=2048, parallel=2, swa_full=True, draft_max=0),
-    }
-    shapes = {
-        name: config.model_copy(update={"kv_unified": True}) for name, config in shapes.items()
-    }
+    one = {"n_ctx": 2048, "parallel": 2, "kv_unified": True}
+    with loaded_engines(
+        model_path,
+        {
+            "held": LlamaConfig(**one, held_prefixes=1),  # drafts too
+            "unheld": LlamaConfig(**one, held_prefixes=0, draft_max=0),
+            "full": LlamaConfig(**one, swa_full=True, draft_max=0),
+        },
+    ) as loaded:
+        yield loaded
+
+
+@contextlib.contextmanager
+def loaded_engines(
+    model_path: Path, configs: dict[str, LlamaConfig]
+) -> Iterator[dict[str, LlamaEngine]]:
+    """An engine per config on the bundled model, by name; all closed on leaving."""
     loaded: dict[str, LlamaEngine] = {}
     try:
-        for name, config in shapes.items():
+        for name, config in configs.items():
             loaded[name] = LlamaEngine.load(
-                ModelSpec(f"swa-{name}", model_path), config, max_queued_requests=8
+                ModelSpec(f"engine-{name}", model_path), config, max_queued_requests=8
             )
         yield loaded
     finally:

@@ -18,7 +18,7 @@ from privserve.engine.base import GenerationRequest, ModelSpec, SamplingParams, 
 from privserve.engine.llama.context import ContextShape, LlamaContext
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.engine.llama.model import LlamaModel
-from tests.integration.test_sliding_window import SHARED, ask_in_turn, questions
+from tests.integration.test_sliding_window import SHARED, ask_in_turn, loaded_engines, questions
 from tests.integration.test_speculation import NOISE, assert_same_up_to_noise
 
 pytestmark = pytest.mark.model
@@ -69,17 +69,12 @@ def test_rows_queued_out_of_sequence_order_get_their_own_logits(model_path: Path
 @pytest.fixture(scope="module")
 def engines(model_path: Path) -> Iterator[dict[str, LlamaEngine]]:
     """The same two slots and one holder, unified and split (drafts on in both)."""
-    loaded: dict[str, LlamaEngine] = {}
-    try:
-        for name, unified in (("unified", True), ("split", False)):
-            config = LlamaConfig(n_ctx=2048, parallel=2, held_prefixes=1, kv_unified=unified)
-            loaded[name] = LlamaEngine.load(
-                ModelSpec(f"streams-{name}", model_path), config, max_queued_requests=8
-            )
+    configs = {
+        name: LlamaConfig(n_ctx=2048, parallel=2, held_prefixes=1, kv_unified=unified)
+        for name, unified in (("unified", True), ("split", False))
+    }
+    with loaded_engines(model_path, configs) as loaded:
         yield loaded
-    finally:
-        for engine in loaded.values():
-            engine.close()
 
 
 async def test_split_streams_reuse_copied_prefixes_and_answer_as_unified(

@@ -109,14 +109,12 @@ class LlamaEngine:
             max_queued_requests, model.spec.model_id, request_timeout_s, batch_max_wait_s
         )
         self._timeout_s = request_timeout_s
-        # Split streams: a kept prompt sits in its slot's own stream and slows nobody.
-        self._kept_prompt_tokens: int | None = (
-            config.kept_prompt_tokens
-            if config.kept_prompt_tokens is not None
-            else 2 * config.n_ctx
-            if config.kv_unified
-            else None
-        )
+        kept = config.kept_prompt_tokens
+        if kept is None and config.kv_unified:
+            kept = 2 * config.n_ctx
+        # Split streams: a kept prompt sits in its slot's own stream and slows nobody, so
+        # there is no limit unless one is set.
+        self._kept_prompt_tokens = kept
         self._counters = _Counters()
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
         self._outbox = Outbox()
