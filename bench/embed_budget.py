@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from embed import EMBED_ID, _served, sentences
+from privserve.engine.base import Priority
 from result_file import write_json
 from servers import free_port, launch, wait_ready
 
@@ -63,7 +64,9 @@ class InstantEncoder:
     def detokenize(self, ids: Sequence[int]) -> str:
         return ""
 
-    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    async def embed(
+        self, texts: Sequence[str], priority: Priority = "interactive"
+    ) -> npt.NDArray[np.float32]:
         return np.full((len(texts), self.dimensions), self.dimensions**-0.5, dtype=np.float32)
 
     def stats(self) -> dict[str, float]:

@@ -169,13 +169,21 @@ def find_infinity() -> Path | None:
 
 
 def start_infinity(
-    binary: Path, model_path: Path, model_id: str, key: str, batch: int, log: Path
+    binary: Path,
+    model_path: Path,
+    model_id: str,
+    key: str,
+    batch: int,
+    log: Path,
+    dtype: str = "float32",
 ) -> Running:
-    """infinity-emb on the same sentence-transformers directory, with a key as privserve has."""
+    """infinity-emb on the same sentence-transformers directory, with a key as privserve has,
+    its weights at `dtype`."""
     port = free_port()
     cmd = [str(binary), "v2", "--model-id", str(model_path), "--served-model-name", model_id]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--engine", "torch", "--device", "cpu"]
     cmd += ["--batch-size", str(batch), "--api-key", key, "--no-model-warmup"]
+    cmd += ["--dtype", dtype]
     cmd += ["--no-bettertransformer"]  # it needs optimum, which the torch engine does not
     cmd += ["--log-level", "warning"]
     env = {

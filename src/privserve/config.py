@@ -168,6 +168,11 @@ class EmbeddingConfig(BaseModel):
     threads: int | None = Field(
         None, ge=1, description="Torch threads for embedding and rerank; default: torch's own."
     )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Weights' precision: bfloat16 halves the embedding time on CPUs with AMX or "
+        "AVX512-BF16 (vectors then agree with float32 to a cosine of about 0.998).",
+    )
 
 
 class RerankConfig(BaseModel):

@@ -49,8 +49,8 @@ def configured_server(
     tmp_path_factory: pytest.TempPathFactory, api_key: str, cross_encoder_dir: Path
 ) -> Iterator[RunningServer]:
     """A second server with the options the default one leaves off: a cross-encoder given
-    by flag, inputs cut at the model's limit, vectors that may be shortened, max_tokens
-    fitted to the context, and no access log."""
+    by flag, inputs cut at the model's limit, vectors that may be shortened, bfloat16
+    embedding weights, max_tokens fitted to the context, and no access log."""
     home = tmp_path_factory.mktemp("configured")
     running = start_server(
         home,
@@ -59,6 +59,7 @@ def configured_server(
             "PRIVSERVE_API_KEY": api_key,
             "PRIVSERVE_EMBEDDING__TRUNCATE": "true",
             "PRIVSERVE_EMBEDDING__SHORTENABLE": "true",
+            "PRIVSERVE_EMBEDDING__DTYPE": "bfloat16",
             "PRIVSERVE_SERVER__FIT_MAX_TOKENS": "true",
             "PRIVSERVE_SERVER__ACCESS_LOG": "false",
         },

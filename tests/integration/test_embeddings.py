@@ -150,6 +150,24 @@ def test_a_shortenable_model_answers_dimensions_with_its_renormalized_head(
     assert np.allclose(decoded, short, atol=1e-6)
 
 
+def test_bfloat16_weights_give_unit_vectors_that_agree_with_float32(
+    client: openai.OpenAI, configured_server: RunningServer, api_key: str
+) -> None:
+    texts = ["A cat sleeps on the sofa.", "The kitten naps on the couch.", "Stock prices fell."]
+    as_float32 = np.array(
+        [d.embedding for d in client.embeddings.create(model=EMBED_ID, input=texts).data]
+    )
+    with configured(configured_server, api_key) as bf16_client:
+        reply = bf16_client.embeddings.create(model=EMBED_ID, input=texts)
+    as_bfloat16 = np.array([d.embedding for d in reply.data])
+    assert np.allclose(np.linalg.norm(as_bfloat16, axis=1), 1.0, atol=1e-5)
+    # The weights' precision changed the numbers, not what they say.
+    assert not np.allclose(as_bfloat16, as_float32, atol=1e-4)
+    assert np.all(np.sum(as_bfloat16 * as_float32, axis=1) > 0.99)
+    similarity = as_bfloat16 @ as_bfloat16.T
+    assert similarity[0, 1] > similarity[0, 2]
+
+
 @pytest.mark.parametrize("dimensions", [385, 0])
 def test_dimensions_beyond_the_model_are_a_clear_error(
     configured_server: RunningServer, api_key: str, dimensions: int

@@ -102,6 +102,8 @@ def test_embeddings_count_their_forward_passes(metered_server: RunningServer, ap
     assert value(after, texts, model=model) == value(before, texts, model=model) + 3
     passes = "privserve_embedding_forward_passes_total"
     assert value(after, passes, model=model) > value(before, passes, model=model)
+    busy = "privserve_embedding_busy_seconds_total"
+    assert value(after, busy, model=model) > value(before, busy, model=model)
 
 
 def test_a_key_over_its_limit_is_counted_as_rejected(

@@ -121,13 +121,19 @@ class EngineCollector(Collector):
             "The last forward pass's time.",
             labels=["model"],
         )
+        busy = CounterMetricFamily(
+            "privserve_embedding_busy_seconds",
+            "Time spent in forward passes; its rate is the share of time the model is busy.",
+            labels=["model"],
+        )
         for model in catalog.loaded_embedding_ids():
             stats = catalog.embedding_engine(model).stats()
+            busy.add_metric([model], stats.get("busy_s", 0.0))
             passes.add_metric([model], stats.get("forward_passes", 0.0))
             texts.add_metric([model], stats.get("texts", 0.0))
             queued.add_metric([model], stats.get("queued_texts", 0.0))
             last_pass.add_metric([model], stats.get("last_pass_ms", 0.0) / 1000)
-        yield from (passes, texts, queued, last_pass)
+        yield from (passes, texts, queued, last_pass, busy)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

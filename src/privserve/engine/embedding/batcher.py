@@ -40,6 +40,7 @@ class BatcherStats:
     queued_texts: int = 0
     last_batch_size: int = 0
     last_pass_ms: float = 0.0
+    busy_s: float = 0.0  # all passes' time: over a wall-clock interval, the model's busy share
 
 
 @dataclass
@@ -159,7 +160,9 @@ class DynamicBatcher(Generic[Item]):
             self.stats.forward_passes += 1
             self.stats.texts += len(texts)
             self.stats.last_batch_size = len(texts)
-            self.stats.last_pass_ms = (time.perf_counter() - started) * 1000
+            took_s = time.perf_counter() - started
+            self.stats.last_pass_ms = took_s * 1000
+            self.stats.busy_s += took_s
             offset = 0
             for chunk in batch:
                 rows = vectors[offset : offset + len(chunk.texts)]

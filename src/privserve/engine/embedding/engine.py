@@ -96,7 +96,9 @@ class BatchedEmbedder(_BatchedOnTorchThread[str]):
     ) -> BatchedEmbedder:
         """Blocks while the model loads (on the torch thread); call it off the event loop."""
         embedder = thread.call(
-            lambda: SentenceEmbedder(model_id, path, shortenable=config.shortenable)
+            lambda: SentenceEmbedder(
+                model_id, path, shortenable=config.shortenable, dtype=config.dtype
+            )
         )
         return cls(embedder, config, thread, batch_max_wait_s)
 

@@ -63,8 +63,19 @@ def trained_to_shorten(path: Path) -> bool:
 class SentenceEmbedder:
     """Owns one SentenceTransformer; construct it and call `encode` on the torch thread."""
 
-    def __init__(self, model_id: str, path: Path, *, shortenable: bool | None = None) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        path: Path,
+        *,
+        shortenable: bool | None = None,
+        dtype: str = "float32",
+    ) -> None:
         model = load_sentence_transformers("SentenceTransformer", path, "embedding model")
+        if dtype != "float32":
+            import torch
+
+            model.to(getattr(torch, dtype))
         dimensions, max_tokens = embedding_dimension(model), model.max_seq_length
         if dimensions is None or max_tokens is None:
             raise ModelLoadError(f"{path} does not say its vector size or input limit")
@@ -78,11 +89,12 @@ class SentenceEmbedder:
         default = model.default_prompt_name
         self.default_prompt_name = str(default) if default in self.prompts else None
         logger.info(
-            "loaded embedding model %s from %s: %d dimensions, %d tokens%s%s",
+            "loaded embedding model %s from %s: %d dimensions, %d tokens, %s%s%s",
             model_id,
             path,
             self.dimensions,
             self.max_input_tokens,
+            dtype,
             ", can shorten" if self.shortenable else "",
             f", prompts: {', '.join(self.prompts)}" if self.prompts else "",
         )
@@ -95,4 +107,7 @@ class SentenceEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        # Normalized at the model's precision, a bfloat16 vector's length is 1 only to ~1e-3.
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
