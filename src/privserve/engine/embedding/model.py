@@ -107,7 +107,8 @@ class SentenceEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        vectors = np.asarray(vectors, dtype=np.float32)
+        rows: npt.NDArray[np.float32] = np.asarray(vectors, dtype=np.float32)
         # Normalized at the model's precision, a bfloat16 vector's length is 1 only to ~1e-3.
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        rows /= np.maximum(norms, np.finfo(np.float32).tiny)
+        return rows
