@@ -1,15 +1,18 @@
 """Split KV streams (`kv_unified = false`): each slot and held prefix has a stream of its own.
 Rows queued in any order get their own logits, prefixes copied stream to stream are reused,
-and answers are those of the unified cache, up to llama.cpp's own noise."""
+and answers are those of the unified cache, up to llama.cpp's own noise; through the server,
+an answer moved to keep the running slots together is counted and answers in full."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from pydoc_data.topics import topics
 
+import httpx
 import numpy as np
 import pytest
 
@@ -18,6 +21,9 @@ from privserve.engine.base import GenerationRequest, ModelSpec, SamplingParams, 
 from privserve.engine.llama.context import ContextShape, LlamaContext
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.engine.llama.model import LlamaModel
+from tests.integration.conftest import MODEL_ID, NO_END
+from tests.integration.server import RunningServer, start_server
+from tests.integration.test_metrics import scrape, value
 from tests.integration.test_sliding_window import SHARED, ask_in_turn, loaded_engines, questions
 from tests.integration.test_speculation import NOISE, assert_same_up_to_noise
 
@@ -152,3 +158,70 @@ async def test_a_sequence_moved_to_gather_the_running_ones_answers_as_alone(
             assert_same_up_to_noise(single, both)
     finally:
         engine.close()
+
+
+@pytest.fixture(scope="module")
+def three_slot_server(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> Iterator[RunningServer]:
+    """A fresh server with three slots and no held prefixes: slot ids are 0, 1 and 2."""
+    running = start_server(
+        tmp_path_factory.mktemp("three-slots"),
+        args=["--parallel", "3"],
+        env={"PRIVSERVE_API_KEY": api_key, "PRIVSERVE_LLAMA__HELD_PREFIXES": "0"},
+    )
+    yield running
+    running.stop()
+
+
+async def test_an_answer_moved_beside_the_others_is_counted_and_answers_in_full(
+    three_slot_server: RunningServer, api_key: str
+) -> None:
+    """Three answers started one after another take slots 0, 1 and 2 (each new prompt the
+    free slot beside the running ones). When the middle one's client leaves, the last is
+    moved into its slot, so that the two left run in one pass: the move is counted in
+    `/metrics`, and the moved answer goes on to its full length."""
+    server = three_slot_server
+    gathered = "privserve_gathered_sequences_total"
+    before = value(scrape(server), gathered, model=MODEL_ID)
+    answering = [asyncio.Event() for _ in range(3)]
+    middle_leaves = asyncio.Event()
+
+    async def answer(i: int, http: httpx.AsyncClient) -> tuple[str | None, int]:
+        payload = {
+            "model": MODEL_ID,
+            "messages": [{"role": "user", "content": f"Tell a long story about the number {i}."}],
+            "max_tokens": 160,
+            "temperature": 0,
+            "logit_bias": NO_END,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        finish, tokens = None, 0
+        async with http.stream("POST", "/v1/chat/completions", json=payload) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                event = json.loads(line.removeprefix("data: "))
+                if event.get("usage"):
+                    tokens = event["usage"]["completion_tokens"]
+                for choice in event["choices"]:
+                    if choice["delta"].get("content"):
+                        answering[i].set()  # placed and decoding
+                    finish = choice["finish_reason"] or finish
+                if i == 1 and middle_leaves.is_set():
+                    return None, 0  # leaving the block closes the connection mid-answer
+        return finish, tokens
+
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=server.root_url, headers=headers, timeout=120) as http:
+        tasks = []
+        for i in range(3):  # one at a time, so each takes the slot beside the last
+            tasks.append(asyncio.create_task(answer(i, http)))
+            await asyncio.wait_for(answering[i].wait(), 60)
+        middle_leaves.set()
+        first, middle, last = await asyncio.gather(*tasks)
+    assert middle == (None, 0)
+    assert first == ("length", 160)
+    assert last == ("length", 160)
+    assert value(scrape(server), gathered, model=MODEL_ID) == before + 1
