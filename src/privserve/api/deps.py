@@ -86,7 +86,8 @@ async def _access(request: Request) -> KeyAccess:
 async def _ticket(request: Request, access: Annotated[KeyAccess, Depends(_access)]) -> Ticket:
     meter: Meter = request.app.state.meter
     route = request.scope.get("route")
-    path: str = getattr(route, "path", request.url.path)
+    # Not getattr's default: that would build the request's URL on every request.
+    path: str = route.path if route is not None else request.url.path
     return meter.ticket(
         access,
         path.removeprefix("/v1").lstrip("/"),
