@@ -254,7 +254,9 @@ def main() -> None:
             if name in PRIVSERVE_SETUPS:
                 running = start_privserve(
                     Path(tmp) / name, key, args.threads, args.ctx, args.parallel, log,
-                    model=args.model, settings=PRIVSERVE_SETUPS[name], name=name,
+                    model=args.model, name=name,
+                    # Chat alone, as llama-server: no embedding model in the RSS column.
+                    settings={"PRIVSERVE_EMBEDDING__MODEL": "", **PRIVSERVE_SETUPS[name]},
                 )  # fmt: skip
             else:
                 binary = find_llama_server()
