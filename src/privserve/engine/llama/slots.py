@@ -152,9 +152,9 @@ class SlotTable:
         start = max(range(len(held)), key=held.__getitem__)
         if held[start] == count:
             return []
-        window = self.slots[start : start + count]
-        outside = [s for s in self.slots if s.busy and s not in window]
-        into = [s for s in window if not s.busy]
+        window = range(start, start + count)
+        outside = [s for s in self.slots if s.busy and s.sequence not in window]
+        into = [self.slots[i] for i in window if not self.slots[i].busy]
         return list(zip(outside, into, strict=False))[:most]
 
     def swap(self, moved: Slot, into: Slot) -> None:
