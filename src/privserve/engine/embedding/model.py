@@ -103,12 +103,12 @@ class SentenceEmbedder:
         vectors = self._model.encode(
             list(texts),
             batch_size=max(1, len(texts)),
-            normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
         rows: npt.NDArray[np.float32] = np.asarray(vectors, dtype=np.float32)
-        # Normalized at the model's precision, a bfloat16 vector's length is 1 only to ~1e-3.
+        # Normalized here, in float32, not by sentence-transformers at the model's precision:
+        # there a bfloat16 vector's length would be 1 only to ~1e-3.
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         rows /= np.maximum(norms, np.finfo(np.float32).tiny)
         return rows
