@@ -260,6 +260,14 @@ def small_server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iter
     running.stop()
 
 
+async def until_engine(server: RunningServer, field: str, count: int) -> None:
+    """Waits, at most 3 s (less than the 4-second limit), for the engine's `field` to reach `count`."""
+    deadline = time.monotonic() + 3
+    while (stats := engine_stats(server))[field] < count:
+        assert time.monotonic() < deadline, f"{field} never reached {count}: {stats}"
+        await asyncio.sleep(0.05)
+
+
 async def test_overload_gets_429_promptly_and_timeouts_free_the_engine(
     small_server: RunningServer, api_key: str
 ) -> None:
@@ -275,9 +283,12 @@ async def test_overload_gets_429_promptly_and_timeouts_free_the_engine(
         base_url=small_server.root_url, headers=headers, timeout=60
     ) as http:
         assert engine_stats(small_server)["slots"] == 1
-        busy = [asyncio.create_task(http.post("/v1/completions", json=long)) for _ in range(3)]
-        while engine_stats(small_server)["queued_requests"] < 2:
-            await asyncio.sleep(0.05)
+        # One at a time: three arriving together could find the first not yet moved to
+        # the slot, so the third would be refused and two would never wait.
+        busy = [asyncio.create_task(http.post("/v1/completions", json=long))]
+        await until_engine(small_server, "running_requests", 1)
+        busy += [asyncio.create_task(http.post("/v1/completions", json=long)) for _ in range(2)]
+        await until_engine(small_server, "queued_requests", 2)
         started = time.monotonic()
         refused = await asyncio.gather(*(http.post("/v1/completions", json=long) for _ in range(4)))
         assert time.monotonic() - started < 3  # no waiting for the 2,000-token answers
