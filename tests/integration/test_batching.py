@@ -261,7 +261,7 @@ def small_server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iter
 
 
 async def until_engine(server: RunningServer, field: str, count: int) -> None:
-    """Waits, at most 3 s (less than the 4-second limit), for the engine's `field` to reach `count`."""
+    """Waits for the engine's `field` to reach `count`: at most 3 s, within the 4-second limit."""
     deadline = time.monotonic() + 3
     while (stats := engine_stats(server))[field] < count:
         assert time.monotonic() < deadline, f"{field} never reached {count}: {stats}"
