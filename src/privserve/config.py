@@ -189,6 +189,11 @@ class RerankConfig(BaseModel):
     max_queued_pairs: int = Field(
         8192, ge=1, description="Pairs that may wait to be scored before new requests get 429."
     )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Weights' precision: bfloat16 halves the scoring time on CPUs with AMX or "
+        "AVX512-BF16 (scores then differ from float32's in the second or third decimal).",
+    )
 
 
 class DatabaseConfig(BaseModel):

@@ -4,6 +4,7 @@ here, loaded the way a downloaded reranker is, scored against transformers direc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.checkpoints import bert
-from tests.integration.server import RunningServer
+from tests.integration.server import RunningServer, start_server
 
 pytestmark = pytest.mark.model
 
@@ -134,3 +135,36 @@ async def test_concurrent_queries_share_forward_passes(
     assert all(r.status_code == 200 for r in responses)
     used = passes() - before
     assert used < len(queries) / 2, used
+
+
+@pytest.fixture(scope="module")
+def bfloat16_reranker(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str, cross_encoder_dir: Path
+) -> Iterator[RunningServer]:
+    running = start_server(
+        tmp_path_factory.mktemp("bf16-rerank"),
+        args=["--rerank-model", str(cross_encoder_dir)],
+        env={
+            "PRIVSERVE_API_KEY": api_key,
+            "PRIVSERVE_RERANK__DTYPE": "bfloat16",
+            "PRIVSERVE_EMBEDDING__MODEL": "",
+        },
+    )
+    yield running
+    running.stop()
+
+
+def test_bfloat16_weights_score_close_to_float32_in_the_same_order(
+    bfloat16_reranker: RunningServer, api_key: str, cross_encoder_dir: Path
+) -> None:
+    response = post(
+        bfloat16_reranker, api_key, "/v1/rerank", {"query": QUERY, "documents": DOCUMENTS}
+    )
+    assert response.status_code == 200, response.text
+    served = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
+    expected = dict(enumerate(bert.reference_scores(cross_encoder_dir, QUERY, DOCUMENTS)))
+    # The weights' precision moved the scores, not their order.
+    assert served != pytest.approx(expected, abs=1e-4)
+    assert served == pytest.approx(expected, abs=5e-2)
+    order = [r["index"] for r in response.json()["results"]]
+    assert order == sorted(expected, key=lambda i: -expected[i])

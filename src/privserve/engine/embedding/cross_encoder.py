@@ -22,8 +22,12 @@ Pair = tuple[str, str]
 class CrossEncoderScorer:
     """Owns one CrossEncoder; construct it and call `score` on the torch thread."""
 
-    def __init__(self, model_id: str, path: Path) -> None:
+    def __init__(self, model_id: str, path: Path, *, dtype: str = "float32") -> None:
         model = load_sentence_transformers("CrossEncoder", path, "rerank model")
+        if dtype != "float32":
+            import torch
+
+            model.to(getattr(torch, dtype))
         if model.num_labels != 1:
             raise ModelLoadError(
                 f"{path} is a classifier with {model.num_labels} labels; a reranker gives "
@@ -34,10 +38,11 @@ class CrossEncoderScorer:
         self.max_input_tokens = int(model.max_seq_length)
         self.tokens = TokenCounter(model.tokenizer)
         logger.info(
-            "loaded rerank model %s from %s: %d tokens per pair",
+            "loaded rerank model %s from %s: %d tokens per pair, %s",
             model_id,
             path,
             self.max_input_tokens,
+            dtype,
         )
 
     def score(self, pairs: Sequence[Pair]) -> npt.NDArray[np.float32]:

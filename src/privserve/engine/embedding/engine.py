@@ -174,7 +174,7 @@ class BatchedCrossEncoder(_BatchedOnTorchThread[Pair]):
         batch_max_wait_s: float = 10.0,
     ) -> BatchedCrossEncoder:
         """Blocks while the model loads (on the torch thread); call it off the event loop."""
-        scorer = thread.call(lambda: CrossEncoderScorer(model_id, path))
+        scorer = thread.call(lambda: CrossEncoderScorer(model_id, path, dtype=config.dtype))
         return cls(scorer, config, thread, batch_max_wait_s)
 
     @property
