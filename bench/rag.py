@@ -19,7 +19,11 @@ the load client's own CPU share (it shares the cores with the server, so it read
 as bytes and parses only the usage chunk), the server's peak RSS; ratios against the peers.
 Prints tables and writes JSON.
 
-    python bench/rag.py [--model gemma3-270m] [--levels 1 4 8 16] [--requests 8]
+With `--converted qwen3-0.6b` it runs on a model of Qwen3-0.6B's sizes instead, random weights
+converted by `privserve convert` (bench/random_checkpoint.py says what that can and cannot show).
+
+    python bench/rag.py [--model gemma3-270m | --converted qwen3-0.6b [--bits 4]]
+                        [--levels 1 4 8 16] [--requests 8]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from rich.table import Table
 from load import Sample, percentile
 from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
+from random_checkpoint import SHAPES, converted_model
 from result_file import write_json
 from servers import Running, find_llama_server, start_llama_server, start_privserve
 
@@ -216,6 +221,12 @@ def bench_server(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="gemma3-270m", choices=sorted(BUNDLED_MODELS))
+    parser.add_argument(
+        "--converted", choices=sorted(SHAPES),
+        help="instead of --model: a published model's shape with random weights, converted "
+        "by `privserve convert` (bench/random_checkpoint.py)",
+    )  # fmt: skip
+    parser.add_argument("--bits", type=int, default=4, choices=[16, 8, 4], help="for --converted")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument(
         "--requests", type=int, default=8, help="requests per level, at least one per user"
@@ -232,6 +243,11 @@ def main() -> None:
     parser.add_argument("--logs", type=Path, default=Path("bench/results/logs"))
     args = parser.parse_args()
     console = Console(width=130)
+    converted = None
+    if args.converted:
+        with console.status(f"Building and converting {args.converted} at {args.bits} bits…"):
+            converted = converted_model(args.converted, args.bits)
+        args.model = converted.stem
     key = "bench-" + secrets.token_urlsafe(12)
     counts = {users: max(args.requests, users) for users in args.levels}
     conversations = rag_requests(1 + sum(counts.values()), quotes=args.quotes)
@@ -248,13 +264,13 @@ def main() -> None:
     results: dict[str, list[LevelResult]] = {}
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = materialize(BUNDLED_MODELS[args.model], Path(tmp) / "models")
+        model_path = converted or materialize(BUNDLED_MODELS[args.model], Path(tmp) / "models")
         for name in args.servers:
             log = args.logs / f"rag-{name}.log"
             if name in PRIVSERVE_SETUPS:
                 running = start_privserve(
                     Path(tmp) / name, key, args.threads, args.ctx, args.parallel, log,
-                    model=args.model, name=name,
+                    model=str(converted or args.model), name=name,
                     # Chat alone, as llama-server: no embedding model in the RSS column.
                     settings={"PRIVSERVE_EMBEDDING__MODEL": "", **PRIVSERVE_SETUPS[name]},
                 )  # fmt: skip
