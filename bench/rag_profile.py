@@ -9,7 +9,8 @@ are greedy and run to `--max-tokens` (end-of-turn tokens banned) so setups compa
 Setups: drafts off and at several `draft_max`; free slots keeping every prompt against the
 default budget (`kept_prompt_tokens`).
 
-    python bench/rag_profile.py [--model gemma3-270m] [--questions 12] [--max-tokens 128]
+    python bench/rag_profile.py [--model gemma3-270m | --converted qwen3-0.6b] [--questions 12]
+                                [--max-tokens 128] [--setups no-drafts drafts-16 no-drafts]
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ from privserve.engine.base import GenerationRequest, ModelSpec, PromptMessage, S
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
+from random_checkpoint import SHAPES, converted_model
 from result_file import write_json
+
+# Each setup's draft_max and kept_prompt_tokens (None: the default budget).
+SETUPS: dict[str, tuple[int, int | None]] = {
+    "keep-all": (0, 1 << 30),  # no drafts, free slots keep every prompt
+    "no-drafts": (0, None),
+    "drafts-8": (8, None),
+    "drafts-16": (16, None),
+}
 
 
 @dataclass
@@ -107,23 +117,31 @@ async def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="gemma3-270m", choices=sorted(BUNDLED_MODELS))
+    parser.add_argument(
+        "--converted", choices=sorted(SHAPES),
+        help="instead of --model: a published model's shape with random weights "
+        "(bench/random_checkpoint.py)",
+    )  # fmt: skip
     parser.add_argument("--questions", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--parallel", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("bench/results/rag_profile.json"))
+    parser.add_argument(
+        "--setups", nargs="+", choices=list(SETUPS), default=list(SETUPS),
+        help="in this order; one may come again, to see the machine drift",
+    )  # fmt: skip
     args = parser.parse_args()
-    setups = [
-        ("no drafts, keep all", 0, 1 << 30),
-        ("no drafts", 0, None),
-        ("drafts 8", 8, None),
-        ("drafts 16", 16, None),
-    ]
+    setups = [(name, *SETUPS[name]) for name in args.setups]
     console = Console(width=120)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = materialize(BUNDLED_MODELS[args.model], Path(tmp))
+        if args.converted:
+            model_path = converted_model(args.converted, 4)
+            args.model = model_path.stem
+        else:
+            model_path = materialize(BUNDLED_MODELS[args.model], Path(tmp))
         for setup, draft_max, kept in setups:
             result = asyncio.run(run(model_path, setup, draft_max, kept, args))
             console.print(f"  {setup}: decode {result.decode_tok_s:.1f} tok/s")
