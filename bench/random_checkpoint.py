@@ -28,46 +28,29 @@ from typing import Any
 
 from rag_prompts import CACHE, chinese_chunks, english_chunks
 
+# The tokenizer and template come from the test checkpoints' builders, in the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 # Sizes from each model's released config.json, less its vocabulary (see above).
+QWEN3_0_6B: dict[str, Any] = {
+    "hidden_size": 1024,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "tie_word_embeddings": True,
+    "rope_theta": 1000000.0,
+    "rms_norm_eps": 1e-6,
+    "max_position_embeddings": 40960,
+}
 SHAPES: dict[str, dict[str, Any]] = {
-    "qwen3-0.6b": {
-        "hidden_size": 1024,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "head_dim": 128,
-        "tie_word_embeddings": True,
-        "rope_theta": 1000000.0,
-        "rms_norm_eps": 1e-6,
-        "max_position_embeddings": 40960,
-    },
-    "qwen3-1.7b": {
-        "hidden_size": 2048,
-        "intermediate_size": 6144,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "head_dim": 128,
-        "tie_word_embeddings": True,
-        "rope_theta": 1000000.0,
-        "rms_norm_eps": 1e-6,
-        "max_position_embeddings": 40960,
-    },
+    "qwen3-0.6b": QWEN3_0_6B,
+    "qwen3-1.7b": {**QWEN3_0_6B, "hidden_size": 2048, "intermediate_size": 6144},
 }
 # Trained on the bench's prose, this many tokens put a question at about the token count of
 # the bundled Gemma 3's 262k-token vocabulary (2.1k), rather than a tiny vocabulary's 3-4×.
 TOKENIZER_VOCAB = 24000
-CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-# Qwen2's and Qwen3's split pattern, as their tokenizer.json carries it.
-QWEN_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -96,6 +79,7 @@ def converted_model(shape: str, bits: int, seed: int = 0) -> Path:
 def build_checkpoint(shape: str, directory: Path, seed: int) -> None:
     """A Qwen3 checkpoint of `shape`'s sizes with seeded random weights, in bfloat16."""
     import torch
+    from tests.checkpoints.llama_family import CHATML_TEMPLATE
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -103,7 +87,7 @@ def build_checkpoint(shape: str, directory: Path, seed: int) -> None:
         tokenizer_object=_trained_tokenizer(),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        chat_template=CHATML,
+        chat_template=CHATML_TEMPLATE,
         model_max_length=SHAPES[shape]["max_position_embeddings"],
     )
     tokenizer.save_pretrained(directory)
@@ -120,21 +104,7 @@ def build_checkpoint(shape: str, directory: Path, seed: int) -> None:
 
 
 def _trained_tokenizer() -> Any:
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tests.checkpoints.llama_family import QWEN2_PATTERN, byte_level_bpe
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=SPECIALS,
-    )
     texts = [chunk.text for chunk in english_chunks() + chinese_chunks()]
-    tokenizer.train_from_iterator(texts, trainer)
-    return tokenizer
+    return byte_level_bpe(QWEN2_PATTERN, SPECIALS, TOKENIZER_VOCAB, corpus=texts)

@@ -166,8 +166,11 @@ QWEN2_PATTERN = (
 )
 
 
-def byte_level_bpe(pattern: str, specials: list[str], vocab_size: int = 600) -> Tokenizer:
-    """A byte-level BPE tokenizer splitting text with `pattern`, as Qwen2's and Llama 3's."""
+def byte_level_bpe(
+    pattern: str, specials: list[str], vocab_size: int = 600, corpus: list[str] | None = None
+) -> Tokenizer:
+    """A byte-level BPE tokenizer splitting text with `pattern`, as Qwen2's and Llama 3's,
+    trained on `corpus` (default: the tiny mixed English and Chinese one)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -181,7 +184,7 @@ def byte_level_bpe(pattern: str, specials: list[str], vocab_size: int = 600) -> 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=specials,
     )
-    tokenizer.train_from_iterator(CORPUS * 20, trainer)
+    tokenizer.train_from_iterator(CORPUS * 20 if corpus is None else corpus, trainer)
     return tokenizer
 
 
