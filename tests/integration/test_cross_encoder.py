@@ -163,8 +163,9 @@ def test_bfloat16_weights_score_close_to_float32_in_the_same_order(
     assert response.status_code == 200, response.text
     served = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
     expected = dict(enumerate(bert.reference_scores(cross_encoder_dir, QUERY, DOCUMENTS)))
-    # The weights' precision moved the scores, not their order.
+    # The weights' precision moved the scores, not their order (where float32 tells two
+    # documents apart by more than that move).
     assert served != pytest.approx(expected, abs=1e-4)
     assert served == pytest.approx(expected, abs=5e-2)
-    order = [r["index"] for r in response.json()["results"]]
-    assert order == sorted(expected, key=lambda i: -expected[i])
+    apart = [(i, j) for i in expected for j in expected if expected[i] > expected[j] + 0.1]
+    assert apart and all(served[i] > served[j] for i, j in apart)
