@@ -191,8 +191,8 @@ class RerankConfig(BaseModel):
     )
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32",
-        description="Weights' precision: bfloat16 halves the scoring time on CPUs with AMX or "
-        "AVX512-BF16 (scores then differ from float32's in the second or third decimal).",
+        description="Weights' precision: bfloat16 is faster on CPUs with AMX or AVX512-BF16, "
+        "as for embeddings (scores then differ from float32's in the second or third decimal).",
     )
 
 
