@@ -23,11 +23,7 @@ class CrossEncoderScorer:
     """Owns one CrossEncoder; construct it and call `score` on the torch thread."""
 
     def __init__(self, model_id: str, path: Path, *, dtype: str = "float32") -> None:
-        model = load_sentence_transformers("CrossEncoder", path, "rerank model")
-        if dtype != "float32":
-            import torch
-
-            model.to(getattr(torch, dtype))
+        model = load_sentence_transformers("CrossEncoder", path, "rerank model", dtype)
         if model.num_labels != 1:
             raise ModelLoadError(
                 f"{path} is a classifier with {model.num_labels} labels; a reranker gives "

@@ -17,9 +17,12 @@ from privserve.errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 
-def load_sentence_transformers(class_name: str, path: Path, what: str) -> Any:
+def load_sentence_transformers(
+    class_name: str, path: Path, what: str, dtype: str = "float32"
+) -> Any:
     """A sentence-transformers `class_name` (SentenceTransformer, CrossEncoder) loaded from
-    the directory `path` on the CPU; every failure is a ModelLoadError naming `what`."""
+    the directory `path` on the CPU, its weights in `dtype` (a torch dtype's name); every
+    failure is a ModelLoadError naming `what`."""
     # Never reach for a model hub: models are local directories.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -32,9 +35,14 @@ def load_sentence_transformers(class_name: str, path: Path, what: str) -> Any:
         raise ModelLoadError(f"{what} directory not found: {path}")
     _quiet_transformers()
     try:
-        return getattr(sentence_transformers, class_name)(str(path), device="cpu")
+        model = getattr(sentence_transformers, class_name)(str(path), device="cpu")
     except Exception as exc:  # sentence-transformers raises many kinds on a bad directory
         raise ModelLoadError(f"cannot load {what} {path}: {exc}") from exc
+    if dtype != "float32":
+        import torch
+
+        model.to(getattr(torch, dtype))
+    return model
 
 
 def _quiet_transformers() -> None:
@@ -71,11 +79,7 @@ class SentenceEmbedder:
         shortenable: bool | None = None,
         dtype: str = "float32",
     ) -> None:
-        model = load_sentence_transformers("SentenceTransformer", path, "embedding model")
-        if dtype != "float32":
-            import torch
-
-            model.to(getattr(torch, dtype))
+        model = load_sentence_transformers("SentenceTransformer", path, "embedding model", dtype)
         dimensions, max_tokens = embedding_dimension(model), model.max_seq_length
         if dimensions is None or max_tokens is None:
             raise ModelLoadError(f"{path} does not say its vector size or input limit")
