@@ -19,7 +19,6 @@ runs to its token limit).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -100,7 +99,6 @@ def build_checkpoint(shape: str, directory: Path, seed: int) -> None:
         torch_dtype="bfloat16",
     )
     Qwen3ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
-    (directory / "shape.json").write_text(json.dumps({"shape": shape, "seed": seed}))
 
 
 def _trained_tokenizer() -> Any:
