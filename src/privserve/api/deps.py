@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from privserve.auth.access import KeyAccess
 from privserve.auth.keys import KeyStore, parse_bearer
@@ -47,33 +47,38 @@ async def _rerank_service(request: Request) -> RerankService:
     return service
 
 
-# Declares bearer auth in the OpenAPI document; the header is read by `parse_bearer`, which
-# is more forgiving of spacing than FastAPI's own parser.
-_bearer = HTTPBearer(auto_error=False, description="An API key: `privserve keys create`.")
+class _KeyCheck(HTTPBearer):
+    """The key check, declared as the bearer scheme it reads: the OpenAPI document lists
+    the scheme, and each request pays for one dependency, where a separate `HTTPBearer`
+    cost it a second. The header is read by `parse_bearer`, which is more forgiving of
+    spacing than FastAPI's own parser."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        key_store: KeyStore = request.app.state.key_store
+        presented = parse_bearer(request.headers.get("authorization"))
+        if presented is None:
+            raise InvalidApiKey(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+            )
+        access = await key_store.verify(presented)
+        if access is None:
+            raise InvalidApiKey(f"Incorrect API key provided: {presented[:6]}****.")
+        if access.has_expired():
+            raise InvalidApiKey(f"The API key {presented[:6]}**** has expired.")
+        client = request.client.host if request.client else None
+        if not access.allows_address(client):
+            raise PermissionDenied(f"This API key may not be used from {client}.")
+        request.state.access = access
 
 
-async def require_api_key(
-    request: Request,
-    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    key_store: KeyStore = request.app.state.key_store
-    presented = parse_bearer(request.headers.get("authorization"))
-    if presented is None:
-        raise InvalidApiKey(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-        )
-    access = await key_store.verify(presented)
-    if access is None:
-        raise InvalidApiKey(f"Incorrect API key provided: {presented[:6]}****.")
-    if access.has_expired():
-        raise InvalidApiKey(f"The API key {presented[:6]}**** has expired.")
-    client = request.client.host if request.client else None
-    if not access.allows_address(client):
-        raise PermissionDenied(f"This API key may not be used from {client}.")
-    request.state.access = access
+require_api_key = _KeyCheck(
+    auto_error=False,
+    scheme_name="HTTPBearer",
+    description="An API key: `privserve keys create`.",
+)
 
 
-def _token_service(request: Request) -> TokenService:
+async def _token_service(request: Request) -> TokenService:
     service: TokenService = request.app.state.token_service
     return service
 
@@ -83,7 +88,10 @@ async def _access(request: Request) -> KeyAccess:
     return access
 
 
-async def _ticket(request: Request, access: Annotated[KeyAccess, Depends(_access)]) -> Ticket:
+async def _ticket(request: Request) -> Ticket:
+    # Read from the state the key check filled, not through `Access`: a dependency more
+    # costs every metered request.
+    access: KeyAccess = request.state.access
     meter: Meter = request.app.state.meter
     route = request.scope.get("route")
     # Not getattr's default: that would build the request's URL on every request.

@@ -140,7 +140,7 @@ class EngineCollector(Collector):
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (without a key unless `server.metrics_need_admin_key`)."""
     if request.app.state.settings.server.metrics_need_admin_key:
-        await require_api_key(request, None)
+        await require_api_key(request)
         if not request.state.access.is_admin:
             raise PermissionDenied("the metrics need an admin key")
     registry: Metrics = request.app.state.metrics
