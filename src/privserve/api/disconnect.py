@@ -20,20 +20,32 @@ async def unless_disconnected(request: Request, work: Coroutine[object, object, 
     """Runs `work`; if the client disconnects first, cancels it, which frees its engine slots.
 
     The body has been read by now, so the server's next message is the disconnect: waiting
-    for it costs nothing, where polling cost every request a wake-up per interval."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnect(request.receive))
+    for it costs nothing, where polling cost every request a wake-up per interval. The work
+    runs in this task and only the watcher gets one: a task for the work too, and
+    `asyncio.wait` over both, cost every request measurable CPU."""
+    this = asyncio.current_task()
+    if this is None:  # not in a task: nothing to cancel
+        return await work
+    watcher = asyncio.ensure_future(_cancel_when_gone(request.receive, this))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        raise ClientDisconnected()
+        return await work
+    except asyncio.CancelledError:
+        if _cancelled_by(watcher):
+            raise ClientDisconnected() from None
+        raise
     finally:
-        for pending in (task, watcher):
-            if not pending.done():
-                pending.cancel()
+        if not watcher.done():
+            watcher.cancel()
+        elif _cancelled_by(watcher):
+            this.uncancel()  # the cancel was ours, not the server's: it must not linger
 
 
-async def _disconnect(receive: Receive) -> None:
+async def _cancel_when_gone(receive: Receive, task: asyncio.Task[object]) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass  # the rest of a body nobody read
+    task.cancel()
+
+
+def _cancelled_by(watcher: asyncio.Future[None]) -> bool:
+    """Whether the watcher saw the client leave (and so cancelled the work)."""
+    return watcher.done() and not watcher.cancelled() and watcher.exception() is None
