@@ -5,6 +5,8 @@ collected at scrape time by the web layer, which knows the engines."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.registry import Collector
 
@@ -16,8 +18,24 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 12
 TOKEN_TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
 
 
+@dataclass(frozen=True)
+class _Series:
+    """The children one (endpoint, model, status) settles into."""
+
+    requests: Counter
+    duration: Histogram
+    prompt_tokens: Counter
+    cached_tokens: Counter
+    completion_tokens: Counter
+    first_token: Histogram
+    per_token: Histogram
+
+
 class Metrics:
     def __init__(self) -> None:
+        # `labels()` takes a lock and checks its arguments each call: a cost every request
+        # paid several times over. Its children are looked up once per label set.
+        self._series: dict[tuple[str, str, int], _Series] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -69,19 +87,33 @@ class Metrics:
 
     def observe(self, entry: UsageEntry) -> None:
         """A settled request, from its ledger entry."""
-        labels = (entry.endpoint, entry.model)
-        self.requests.labels(*labels, str(entry.status_code)).inc()
-        self.duration.labels(*labels).observe(entry.duration_ms / 1000)
-        self.prompt_tokens.labels(entry.model).inc(entry.prompt_tokens)
-        self.cached_tokens.labels(entry.model).inc(entry.cached_tokens)
-        self.completion_tokens.labels(entry.model).inc(entry.completion_tokens)
+        series = self._series_of(entry.endpoint, entry.model, entry.status_code)
+        series.requests.inc()
+        series.duration.observe(entry.duration_ms / 1000)
+        series.prompt_tokens.inc(entry.prompt_tokens)
+        series.cached_tokens.inc(entry.cached_tokens)
+        series.completion_tokens.inc(entry.completion_tokens)
         if entry.ttft_ms is not None:
-            self.first_token.labels(entry.model).observe(entry.ttft_ms / 1000)
+            series.first_token.observe(entry.ttft_ms / 1000)
             if entry.completion_tokens > 1:
                 decoding = (entry.duration_ms - entry.ttft_ms) / 1000
-                self.per_token.labels(entry.model).observe(
-                    max(0.0, decoding) / (entry.completion_tokens - 1)
-                )
+                series.per_token.observe(max(0.0, decoding) / (entry.completion_tokens - 1))
+
+    def _series_of(self, endpoint: str, model: str, status: int) -> _Series:
+        key = (endpoint, model, status)
+        series = self._series.get(key)
+        if series is None:
+            series = _Series(
+                requests=self.requests.labels(endpoint, model, str(status)),
+                duration=self.duration.labels(endpoint, model),
+                prompt_tokens=self.prompt_tokens.labels(model),
+                cached_tokens=self.cached_tokens.labels(model),
+                completion_tokens=self.completion_tokens.labels(model),
+                first_token=self.first_token.labels(model),
+                per_token=self.per_token.labels(model),
+            )
+            self._series[key] = series
+        return series
 
     def rejected(self, key_id: int, kind: str) -> None:
         self.rejections.labels(str(key_id), kind).inc()
