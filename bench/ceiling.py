@@ -57,7 +57,7 @@ def raw_decode(
                 started = time.perf_counter()
                 for _ in range(tokens - 1):
                     rows = [
-                        context.add(tok, pos, seq, logits=True)
+                        context.add_run([tok], pos, seq, logits_last=True)
                         for seq, (tok, pos) in enumerate(zip(next_tokens, positions, strict=True))
                     ]
                     context.decode()
