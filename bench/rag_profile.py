@@ -9,8 +9,9 @@ are greedy and run to `--max-tokens` (end-of-turn tokens banned) so setups compa
 Setups: drafts off and at several `draft_max`; free slots keeping every prompt against the
 default budget (`kept_prompt_tokens`).
 
-    python bench/rag_profile.py [--model gemma3-270m | --converted qwen3-0.6b] [--questions 12]
-                                [--max-tokens 128] [--setups no-drafts drafts-16 no-drafts]
+    python bench/rag_profile.py [--model gemma3-270m | --converted qwen3-0.6b [--bits 4]]
+                                [--questions 12] [--max-tokens 128]
+                                [--setups no-drafts drafts-16 no-drafts]
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def main() -> None:
         help="instead of --model: a published model's shape with random weights "
         "(bench/random_checkpoint.py)",
     )  # fmt: skip
+    parser.add_argument("--bits", type=int, default=4, choices=[16, 8, 4], help="for --converted")
     parser.add_argument("--questions", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
@@ -138,7 +140,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.converted:
-            model_path = converted_model(args.converted, 4)
+            model_path = converted_model(args.converted, args.bits)
             args.model = model_path.stem
         else:
             model_path = materialize(BUNDLED_MODELS[args.model], Path(tmp))
