@@ -7,7 +7,8 @@ times the step, in process (llama.cpp through privserve's own context, no server
 from 0 to 16 at depths 0 and the RAG prompt's, and prints each as a multiple of the k = 0
 step: the draft pays when the tokens it is expected to add exceed that multiple less one.
 
-    python bench/draft_rows.py [--model gemma3-270m | --converted qwen3-0.6b] [--depths 0 2300]
+    python bench/draft_rows.py [--model gemma3-270m | --converted qwen3-0.6b [--bits 4]]
+                               [--depths 0 2300]
 
 Prints a table and writes JSON (bench/results/draft_rows.json).
 """
@@ -29,7 +30,7 @@ from privserve.engine.base import ModelSpec
 from privserve.engine.llama.context import ContextShape, LlamaContext
 from privserve.engine.llama.model import LlamaModel
 from privserve.models.bundled import BUNDLED_MODELS, materialize
-from random_checkpoint import SHAPES, converted_model
+from random_checkpoint import add_model_arguments, converted_model
 from result_file import write_json
 
 DRAFTS = (0, 1, 2, 4, 8, 16)
@@ -70,9 +71,7 @@ def step_times(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--model", default="gemma3-270m", choices=sorted(BUNDLED_MODELS))
-    which.add_argument("--converted", choices=sorted(SHAPES))
+    add_model_arguments(parser)
     parser.add_argument("--depths", type=int, nargs="+", default=[0, 2300])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -80,7 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.converted:
-            model_path, name = converted_model(args.converted, 4), f"{args.converted} (converted)"
+            model_path = converted_model(args.converted, args.bits)
+            name = f"{args.converted} (converted, {args.bits} bits)"
         else:
             model_path, name = materialize(BUNDLED_MODELS[args.model], Path(tmp)), args.model
         times = step_times(model_path, args.depths, DRAFTS, args.repeats, args.threads)

@@ -47,7 +47,7 @@ from rich.table import Table
 from load import Sample, percentile
 from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
-from random_checkpoint import SHAPES, converted_model
+from random_checkpoint import add_model_arguments, converted_model
 from result_file import write_json
 from servers import Running, find_llama_server, start_llama_server, start_privserve
 
@@ -220,13 +220,7 @@ def bench_server(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--model", default="gemma3-270m", choices=sorted(BUNDLED_MODELS))
-    parser.add_argument(
-        "--converted", choices=sorted(SHAPES),
-        help="instead of --model: a published model's shape with random weights, converted "
-        "by `privserve convert` (bench/random_checkpoint.py)",
-    )  # fmt: skip
-    parser.add_argument("--bits", type=int, default=4, choices=[16, 8, 4], help="for --converted")
+    add_model_arguments(parser)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument(
         "--requests", type=int, default=8, help="requests per level, at least one per user"

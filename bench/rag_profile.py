@@ -33,7 +33,7 @@ from privserve.engine.base import GenerationRequest, ModelSpec, PromptMessage, S
 from privserve.engine.llama.engine import LlamaEngine
 from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
-from random_checkpoint import SHAPES, converted_model
+from random_checkpoint import add_model_arguments, converted_model
 from result_file import write_json
 
 # Each setup's draft_max and kept_prompt_tokens (None: the default budget).
@@ -117,13 +117,7 @@ async def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--model", default="gemma3-270m", choices=sorted(BUNDLED_MODELS))
-    parser.add_argument(
-        "--converted", choices=sorted(SHAPES),
-        help="instead of --model: a published model's shape with random weights "
-        "(bench/random_checkpoint.py)",
-    )  # fmt: skip
-    parser.add_argument("--bits", type=int, default=4, choices=[16, 8, 4], help="for --converted")
+    add_model_arguments(parser)
     parser.add_argument("--questions", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)

@@ -19,12 +19,14 @@ runs to its token limit).
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from privserve.models.bundled import BUNDLED_MODELS
 from rag_prompts import CACHE, chinese_chunks, english_chunks
 
 # The tokenizer and template come from the test checkpoints' builders, in the repository.
@@ -51,6 +53,17 @@ SHAPES: dict[str, dict[str, Any]] = {
 # the bundled Gemma 3's 262k-token vocabulary (2.1k), rather than a tiny vocabulary's 3-4×.
 TOKENIZER_VOCAB = 24000
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benches' choice of model: a bundled one, or a published shape converted here."""
+    parser.add_argument("--model", default="gemma3-270m", choices=sorted(BUNDLED_MODELS))
+    parser.add_argument(
+        "--converted", choices=sorted(SHAPES),
+        help="instead of --model: a published model's shape with random weights, converted "
+        "by `privserve convert` (bench/random_checkpoint.py)",
+    )  # fmt: skip
+    parser.add_argument("--bits", type=int, default=4, choices=[16, 8, 4], help="for --converted")
 
 
 def converted_model(shape: str, bits: int, seed: int = 0) -> Path:
