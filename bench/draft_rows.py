@@ -40,7 +40,7 @@ def step_times(
     model_path: Path, depths: list[int], drafts: tuple[int, ...], repeats: int, threads: int
 ) -> dict[int, dict[int, float]]:
     """Median seconds of a step with 1 + k rows, by depth and k."""
-    ctx = max(depths) + max(drafts) + 64
+    ctx = max(256, max(depths) + max(drafts) + 64)  # LlamaConfig asks for 256 at least
     model = LlamaModel(ModelSpec("rows", model_path), LlamaConfig(n_ctx=ctx, n_threads=threads))
     shape = ContextShape(sequences=1, tokens_per_sequence=ctx, batch_tokens=512, threads=threads)
     context = LlamaContext(model, shape)
