@@ -37,13 +37,17 @@ def cross_encoder(directory: Path, seed: int = 0) -> Path:
 
 
 def reference_scores(
-    directory: Path, query: str, documents: list[str], max_length: int = MAX_LENGTH
+    directory: Path,
+    query: str,
+    documents: list[str],
+    max_length: int = MAX_LENGTH,
+    dtype: torch.dtype = torch.float32,
 ) -> list[float]:
     """The sigmoid of a cross-encoder checkpoint's logit for each pair, straight from
-    transformers, whatever its architecture."""
+    transformers, whatever its architecture, with the weights in `dtype`."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(directory).eval().to(dtype)
     tokenizer = AutoTokenizer.from_pretrained(directory)
     encoded = tokenizer(
         [query] * len(documents),
@@ -54,5 +58,5 @@ def reference_scores(
         return_tensors="pt",
     )
     with torch.inference_mode():
-        logits = model(**encoded).logits.reshape(-1)
+        logits = model(**encoded).logits.reshape(-1).float()
     return [float(s) for s in torch.sigmoid(logits)]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from tests.checkpoints import bert
@@ -154,7 +155,7 @@ def bfloat16_reranker(
     running.stop()
 
 
-def test_bfloat16_weights_score_close_to_float32_in_the_same_order(
+def test_bfloat16_weights_score_as_transformers_does_in_bfloat16(
     bfloat16_reranker: RunningServer, api_key: str, cross_encoder_dir: Path
 ) -> None:
     response = post(
@@ -162,10 +163,15 @@ def test_bfloat16_weights_score_close_to_float32_in_the_same_order(
     )
     assert response.status_code == 200, response.text
     served = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
-    expected = dict(enumerate(bert.reference_scores(cross_encoder_dir, QUERY, DOCUMENTS)))
-    # The weights' precision moved the scores, not their order (where float32 tells two
-    # documents apart by more than that move).
-    assert served != pytest.approx(expected, abs=1e-4)
-    assert served == pytest.approx(expected, abs=5e-2)
-    apart = [(i, j) for i in expected for j in expected if expected[i] > expected[j] + 0.1]
-    assert apart and all(served[i] > served[j] for i, j in apart)
+    float32 = dict(enumerate(bert.reference_scores(cross_encoder_dir, QUERY, DOCUMENTS)))
+    bfloat16 = dict(
+        enumerate(bert.reference_scores(cross_encoder_dir, QUERY, DOCUMENTS, dtype=torch.bfloat16))
+    )
+    # How far bfloat16 moves a score depends on the CPU's kernels (this checkpoint's wide
+    # random weights move some by more than 0.05 on one machine and less on another), so
+    # the served scores are held to transformers' own bfloat16 scores on this machine,
+    # and must have moved away from float32's.
+    assert served != pytest.approx(float32, abs=1e-4)
+    assert served == pytest.approx(bfloat16, abs=1e-2)
+    ranked = [r["index"] for r in response.json()["results"]]
+    assert ranked == sorted(bfloat16, key=lambda i: -bfloat16[i])
