@@ -256,16 +256,16 @@ def report(
     targets = Table(title="targets")
     for column in ("target", "ratio", "goal", "met"):
         targets.add_column(column, justify="right")
-    for what, ref, level, goal in TARGETS:
-        value = ratios.get(str(level), {}).get(ref, {}).get("tokens_per_s")
+    for what, reference, clients, goal in TARGETS:
+        value = ratios.get(str(clients), {}).get(reference, {}).get("tokens_per_s")
         if value is None:
             targets.add_row(what, "n/a", f">= {goal}", "not measured")
         else:
             targets.add_row(what, f"{value:.2f}", f">= {goal}", "yes" if value >= goal else "NO")
-    ours = next((p for p in prefixes if p.server == "privserve"), None)
-    if ours is not None:
-        met = "yes" if ours.warm_over_cold <= 0.1 else "NO"
-        targets.add_row("warm / cold TTFT", f"{ours.warm_over_cold:.3f}", "<= 0.1", met)
+    our_prefix = next((p for p in prefixes if p.server == "privserve"), None)
+    if our_prefix is not None:
+        met = "yes" if our_prefix.warm_over_cold <= 0.1 else "NO"
+        targets.add_row("warm / cold TTFT", f"{our_prefix.warm_over_cold:.3f}", "<= 0.1", met)
     console.print(targets)
     for note in notes:
         console.print(note)

@@ -92,7 +92,7 @@ def main() -> None:
     for row in rows:
         torch_diff = row["max_abs_gpu_minus_torch"]
         table.add_row(
-            row["family"],
+            str(row["family"]),
             str(row["bits"]),
             "yes" if row["argmax_gpu_equals_cpu"] else "NO",
             f"{row['max_abs_gpu_minus_cpu']:.4f}",

@@ -130,7 +130,7 @@ async def run_load(
     return len(latencies) / wall, latencies
 
 
-LOADS = {
+LOADS: dict[str, tuple[str, dict[str, object], int, int]] = {
     "embeddings x64": (
         "/v1/embeddings",
         {"model": EMBED_ID, "input": SENTENCE},

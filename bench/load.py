@@ -80,13 +80,13 @@ async def stream_chat(
                     if first is None:
                         first = time.perf_counter() - started
     latency = time.perf_counter() - started
-    details = usage.get("prompt_tokens_details") or {}
+    details: dict[str, object] = usage.get("prompt_tokens_details") or {}  # type: ignore[assignment]
     return Sample(
         ttft_s=first if first is not None else latency,
         latency_s=latency,
         completion_tokens=int(usage.get("completion_tokens") or content_chunks),  # type: ignore[call-overload]
         prompt_tokens=int(usage.get("prompt_tokens") or 0),  # type: ignore[call-overload]
-        cached_tokens=int(details.get("cached_tokens") or 0),  # type: ignore[union-attr]
+        cached_tokens=int(details.get("cached_tokens") or 0),  # type: ignore[call-overload]
     )
 
 

@@ -95,7 +95,8 @@ def build_checkpoint(shape: str, directory: Path, seed: int) -> None:
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = PreTrainedTokenizerFast(
+    # transformers' own annotations reject these calls, which it documents and runs.
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=_trained_tokenizer(),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -104,14 +105,14 @@ def build_checkpoint(shape: str, directory: Path, seed: int) -> None:
     )
     tokenizer.save_pretrained(directory)
     torch.manual_seed(seed)
-    config = Qwen3Config(
+    config = Qwen3Config(  # type: ignore[call-arg]
         **SHAPES[shape],
         vocab_size=len(tokenizer),
         bos_token_id=None,
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         torch_dtype="bfloat16",
     )
-    Qwen3ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    Qwen3ForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)  # type: ignore[arg-type]
 
 
 def _trained_tokenizer() -> Any:

@@ -168,7 +168,7 @@ def main() -> None:
     console.print(table)
     by_name = {r.name: r for r in results}
     prefix, default = by_name[CONFIGS[2][0]], by_name[CONFIGS[1][0]]
-    ratios = {
+    ratios: dict[str, dict[str, float | None]] = {
         "prefix_router_over_ray_router": {
             "tokens_per_s": prefix.tokens_per_s / default.tokens_per_s,
             "hit_rate": prefix.hit_rate / default.hit_rate if default.hit_rate else None,
