@@ -29,8 +29,7 @@ from privserve.config import LlamaConfig
 from privserve.engine.base import ModelSpec
 from privserve.engine.llama.context import ContextShape, LlamaContext
 from privserve.engine.llama.model import LlamaModel
-from privserve.models.bundled import BUNDLED_MODELS, materialize
-from random_checkpoint import add_model_arguments, converted_model
+from random_checkpoint import add_model_arguments, chosen_model
 from result_file import write_json
 
 DRAFTS = (0, 1, 2, 4, 8, 16)
@@ -78,11 +77,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/draft_rows.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        if args.converted:
-            model_path = converted_model(args.converted, args.bits)
-            name = f"{args.converted} (converted, {args.bits} bits)"
-        else:
-            model_path, name = materialize(BUNDLED_MODELS[args.model], Path(tmp)), args.model
+        model_path = chosen_model(args, Path(tmp))
+        name = f"{args.converted} (converted, {args.bits} bits)" if args.converted else args.model
         times = step_times(model_path, args.depths, DRAFTS, args.repeats, args.threads)
     table = Table(title=f"one sequence's step with 1 + k rows, {name}, {args.threads} threads")
     table.add_column("depth", justify="right")

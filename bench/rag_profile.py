@@ -31,9 +31,8 @@ from rich.table import Table
 from privserve.config import LlamaConfig
 from privserve.engine.base import GenerationRequest, ModelSpec, PromptMessage, SamplingParams
 from privserve.engine.llama.engine import LlamaEngine
-from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import requests as rag_requests
-from random_checkpoint import add_model_arguments, converted_model
+from random_checkpoint import add_model_arguments, chosen_model
 from result_file import write_json
 
 # Each setup's draft_max and kept_prompt_tokens (None: the default budget).
@@ -133,11 +132,9 @@ def main() -> None:
     console = Console(width=120)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        model_path = chosen_model(args, Path(tmp))
         if args.converted:
-            model_path = converted_model(args.converted, args.bits)
             args.model = model_path.stem
-        else:
-            model_path = materialize(BUNDLED_MODELS[args.model], Path(tmp))
         for setup, draft_max, kept in setups:
             result = asyncio.run(run(model_path, setup, draft_max, kept, args))
             console.print(f"  {setup}: decode {result.decode_tok_s:.1f} tok/s")

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from privserve.models.bundled import BUNDLED_MODELS
+from privserve.models.bundled import BUNDLED_MODELS, materialize
 from rag_prompts import CACHE, chinese_chunks, english_chunks
 
 # The tokenizer and template come from the test checkpoints' builders, in the repository.
@@ -64,6 +64,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "by `privserve convert` (bench/random_checkpoint.py)",
     )  # fmt: skip
     parser.add_argument("--bits", type=int, default=4, choices=[16, 8, 4], help="for --converted")
+
+
+def chosen_model(args: argparse.Namespace, directory: Path) -> Path:
+    """The GGUF that `add_model_arguments`' arguments name: the converted shape, or the
+    bundled model materialized into `directory`."""
+    if args.converted:
+        return converted_model(args.converted, args.bits)
+    return materialize(BUNDLED_MODELS[args.model], directory)
 
 
 def converted_model(shape: str, bits: int, seed: int = 0) -> Path:
